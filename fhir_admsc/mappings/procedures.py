@@ -1,0 +1,145 @@
+"""Procedures and the cell product: a Procedure per harvest or injection, a lipoaspirate Specimen per
+harvest, and one BiologicallyDerivedProduct per product lot.
+
+R4's BiologicallyDerivedProduct.quantity counts units, not cells, so the cell dose travels on the
+injection Procedure (``cell-dose`` extension) and viability on the product (``cell-viability``).
+R4's Procedure.usedReference cannot point at a BiologicallyDerivedProduct either, so the injection
+names its lot with the ``cell-product`` extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fhir_admsc import terminology as term
+from fhir_admsc.mappings.context import (
+    FhirIndex,
+    StudyContext,
+    add_extensions,
+    concept,
+    date_part,
+    extension,
+    extension_value,
+    iso,
+    key_for,
+    own_code,
+    quantity,
+)
+from fhir_admsc.study import Procedure, Study
+
+
+def to_fhir(study: Study, ctx: StudyContext) -> Iterator[dict[str, Any]]:
+    """Every Procedure (with a Specimen after each harvest), then one product per lot."""
+    lots: dict[str, Procedure] = {}
+    for p in study.procedures:
+        yield procedure(p, ctx)
+        if p.type == "harvest":
+            yield specimen(p, ctx)
+        elif p.product_lot is not None:
+            lots.setdefault(p.product_lot, p)
+    for injection in lots.values():
+        yield product(injection, ctx)
+
+
+def procedure(p: Procedure, ctx: StudyContext) -> dict[str, Any]:
+    r = ctx.resource("Procedure", p.procedure_id, p.type)
+    add_extensions(
+        r,
+        extension("injection-number", "valuePositiveInt", p.injection_number)
+        if p.injection_number is not None
+        else None,
+        extension("cell-dose", "valueQuantity", quantity(p.cell_dose, "cells", "{cells}"))
+        if p.cell_dose is not None
+        else None,
+        extension("procedure-volume", "valueQuantity", quantity(p.volume_ml, "mL", "mL"))
+        if p.volume_ml is not None
+        else None,
+        extension("imaging-guidance", "valueCodeableConcept", concept(term.GUIDANCE[p.guidance]))
+        if p.guidance is not None
+        else None,
+        extension(
+            "cell-product", "valueReference", ctx.ref("BiologicallyDerivedProduct", p.product_lot)
+        )
+        if p.product_lot is not None
+        else None,
+    )
+    r["status"] = "completed"
+    r["code"] = concept(term.PROCEDURES[p.type])
+    r["subject"] = ctx.ref("Patient", p.participant_id)
+    r["performedDateTime"] = iso(p.performed_on)
+    if p.disc_level is not None:
+        r["bodySite"] = [concept(term.DISC_LEVELS[p.disc_level])]
+    if p.notes is not None:
+        r["note"] = [{"text": p.notes}]
+    return r
+
+
+def specimen(harvest: Procedure, ctx: StudyContext) -> dict[str, Any]:
+    r = ctx.resource("Specimen", harvest.procedure_id, "lipoaspirate")
+    r["status"] = "available"
+    r["type"] = concept(term.LIPOASPIRATE)
+    r["subject"] = ctx.ref("Patient", harvest.participant_id)
+    collection: dict[str, Any] = {"collectedDateTime": iso(harvest.performed_on)}
+    if harvest.volume_ml is not None:
+        collection["quantity"] = quantity(harvest.volume_ml, "mL", "mL")
+    r["collection"] = collection
+    return r
+
+
+def product(injection: Procedure, ctx: StudyContext) -> dict[str, Any]:
+    """The product lot first injected in ``injection`` (every injection of a lot agrees on it)."""
+    lot = injection.product_lot or ""
+    r = ctx.resource("BiologicallyDerivedProduct", lot, "cell-product")
+    add_extensions(
+        r,
+        extension(
+            "harvest-procedure",
+            "valueReference",
+            ctx.ref("Procedure", injection.harvest_procedure_id),
+        )
+        if injection.harvest_procedure_id is not None
+        else None,
+        extension("cell-viability", "valueQuantity", quantity(injection.viability_pct, "%", "%"))
+        if injection.viability_pct is not None
+        else None,
+    )
+    r["productCategory"] = "cells"
+    r["productCode"] = concept(term.ADMSC_PRODUCT)
+    r["status"] = "available"
+    r["collection"] = {"source": ctx.ref("Patient", injection.participant_id)}
+    return r
+
+
+def from_fhir(index: FhirIndex) -> dict[str, Any]:
+    """procedures.csv rows read back from Procedures and their products."""
+    return {"procedures": [index.convert(r, _procedure) for r in index.of_type("Procedure")]}
+
+
+def _procedure(r: dict[str, Any], index: FhirIndex) -> Procedure:
+    product_ref = extension_value(r, "cell-product")
+    lot_product = None if product_ref is None else index.resolve(product_ref, "Procedure.extension")
+    harvest_ref = None if lot_product is None else extension_value(lot_product, "harvest-procedure")
+    viability = None if lot_product is None else extension_value(lot_product, "cell-viability")
+    dose = extension_value(r, "cell-dose")
+    volume = extension_value(r, "procedure-volume")
+    guidance = extension_value(r, "imaging-guidance")
+    return Procedure(
+        participant_id=index.ref_key(r["subject"], "Procedure.subject"),
+        procedure_id=index.key(r),
+        type=key_for(term.PROCEDURES, own_code(r["code"])),
+        performed_on=date_part(r["performedDateTime"]),
+        disc_level=key_for(term.DISC_LEVELS, own_code(r["bodySite"][0]))
+        if r.get("bodySite")
+        else None,
+        injection_number=extension_value(r, "injection-number"),
+        cell_dose=None if dose is None else dose["value"],
+        volume_ml=None if volume is None else volume["value"],
+        product_lot=None if lot_product is None else index.key(lot_product),
+        viability_pct=None if viability is None else viability["value"],
+        harvest_procedure_id=None
+        if harvest_ref is None
+        else index.ref_key(harvest_ref, "BiologicallyDerivedProduct.extension"),
+        guidance=None if guidance is None else key_for(term.GUIDANCE, own_code(guidance)),
+        notes=r["note"][0]["text"] if r.get("note") else None,
+    )

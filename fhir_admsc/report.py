@@ -1,0 +1,199 @@
+"""Outcome analysis of a study: responders, clinically important change, MRI subgroups and safety,
+under the outcome definitions of the study data contract."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from fhir_admsc.study import Study
+
+RELATED = {"certain", "probable", "possible"}
+
+Comparison = Callable[[float, float], bool]  # (baseline, follow-up) -> counted
+
+
+def _pain_responder(before: float, after: float) -> bool:
+    return before > 0 and (before - after) / before >= 0.5
+
+
+def _pain_clinically_important(before: float, after: float) -> bool:
+    drop = before - after
+    return drop >= 2 or (before > 0 and drop / before >= 0.3)
+
+
+OUTCOMES: dict[str, tuple[str, Comparison]] = {
+    "pain_reduced": ("nprs_average", lambda b, a: a < b),
+    "worst_pain_reduced": ("nprs_worst", lambda b, a: a < b),
+    "pain_50pct_responder": ("nprs_average", _pain_responder),
+    "pain_clinically_important": ("nprs_average", _pain_clinically_important),
+    "pain_worsened": ("nprs_average", lambda b, a: a > b),
+    "odi_improved": ("odi", lambda b, a: a < b),
+    "odi_clinically_important": ("odi", lambda b, a: b - a >= 10),
+    "work_capacity_increased": ("work_capacity_pct", lambda b, a: a > b),
+}
+
+
+class _Tally:
+    """Counts of one outcome: how many met it, of how many evaluable, and who."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.evaluable = 0
+        self.participants: list[str] = []
+
+    def add(self, participant_id: str, met: bool | None) -> None:
+        if met is None:
+            return
+        self.evaluable += 1
+        if met:
+            self.n += 1
+            self.participants.append(participant_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "evaluable": self.evaluable, "participants": self.participants}
+
+
+def analyse(study: Study, baseline: str = "baseline", followup: str = "month12") -> dict[str, Any]:
+    """The outcome table of ``study``, comparing ``followup`` against ``baseline``."""
+    values = {(o.participant_id, o.visit, o.measure): o.value for o in study.outcomes}
+    pids = [p.participant_id for p in study.participants]
+
+    def compare(pid: str, measure: str, test: Comparison, before: str, after: str) -> bool | None:
+        b, a = values.get((pid, before, measure)), values.get((pid, after, measure))
+        return None if b is None or a is None else test(float(b), float(a))
+
+    outcomes = {name: _Tally() for name in [*OUTCOMES, "analgesic_reduced"]}
+    for pid in pids:
+        for name, (measure, test) in OUTCOMES.items():
+            outcomes[name].add(pid, compare(pid, measure, test, baseline, followup))
+        outcomes["analgesic_reduced"].add(pid, _analgesic_reduced(study, pid, baseline, followup))
+
+    second = Counter()
+    for pid in sorted({p.participant_id for p in study.procedures if p.injection_number == 2}):
+        b, a = (
+            values.get((pid, "month6", "nprs_average")),
+            values.get((pid, "month12", "nprs_average")),
+        )
+        second["participants"] += 1
+        second[
+            "not_evaluable"
+            if b is None or a is None
+            else "improved"
+            if a < b
+            else "worsened"
+            if a > b
+            else "unchanged"
+        ] += 1
+
+    mri = _mri(study, baseline, followup)
+    subgroups: dict[str, dict[str, Any]] = {}
+    for name, members in _subgroups(study, baseline).items():
+        group = {"participants": len(members)}
+        for outcome in ("pain_reduced", "pain_50pct_responder"):
+            tally = _Tally()
+            measure, test = OUTCOMES[outcome]
+            for pid in members:
+                tally.add(pid, compare(pid, measure, test, baseline, followup))
+            group[outcome] = tally.as_dict()
+        subgroups[name] = group
+
+    events = study.adverse_events
+    return {
+        "participants": len(pids),
+        "baseline": baseline,
+        "followup": followup,
+        "outcomes": {name: tally.as_dict() for name, tally in outcomes.items()},
+        "second_injection": {
+            k: second[k]
+            for k in ("participants", "improved", "worsened", "unchanged", "not_evaluable")
+        },
+        "mri": {name: tally.as_dict() for name, tally in mri.items()},
+        "subgroups": subgroups,
+        "safety": {
+            "adverse_events": len(events),
+            "by_severity": {
+                s: sum(e.severity == s for e in events) for s in ("mild", "moderate", "severe")
+            },
+            "serious": sum(e.serious for e in events),
+            "related": sum(e.causality in RELATED for e in events),
+            "participants_with_ae": len({e.participant_id for e in events}),
+        },
+    }
+
+
+def _analgesic_reduced(study: Study, pid: str, baseline: str, followup: str) -> bool | None:
+    """Fewer analgesics taken at follow-up, or the same ones at a lower daily dose, nothing added."""
+    visits = {v.visit for v in study.visits if v.participant_id == pid}
+    if baseline not in visits or followup not in visits:
+        return None
+    taking = {baseline: {}, followup: {}}
+    for m in study.medications:
+        if m.participant_id == pid and m.status == "taking" and m.visit in taking:
+            taking[m.visit][m.medication] = m.daily_dose
+    before, after = taking[baseline], taking[followup]
+    if len(after) < len(before):
+        return True
+    if len(after) > len(before) or set(after) - set(before):
+        return False
+    doses = [
+        (before[name], after[name])
+        for name in after
+        if before[name] is not None and after[name] is not None
+    ]
+    return any(a < b for b, a in doses) and not any(a > b for b, a in doses)
+
+
+def _index_findings(study: Study, visit: str) -> dict[str, dict[str, Any]]:
+    """participant -> {finding: value} at the index disc on the MRI of ``visit``."""
+    disc = {p.participant_id: p.disc_level for p in study.participants}
+    reports = {r.report_id: r.participant_id for r in study.imaging_reports if r.visit == visit}
+    found: dict[str, dict[str, Any]] = {}
+    for f in study.imaging_findings:
+        pid = reports.get(f.report_id)
+        if pid is not None and f.disc_level == disc[pid]:
+            found.setdefault(pid, {})[f.finding] = f.value
+    return found
+
+
+def _mri(study: Study, baseline: str, followup: str) -> dict[str, _Tally]:
+    before, after = _index_findings(study, baseline), _index_findings(study, followup)
+    tallies = {
+        "fissure_healed": _Tally(),
+        "protrusion_reduced": _Tally(),
+        "disc_height_loss": _Tally(),
+    }
+    for p in study.participants:
+        pid = p.participant_id
+        b, a = before.get(pid, {}), after.get(pid, {})
+        if b.get("annular_fissure") == "present" and "annular_fissure" in a:
+            tallies["fissure_healed"].add(pid, a["annular_fissure"] == "absent")
+        if b.get("protrusion") == "present" or b.get("protrusion_mm", 0) > 0:
+            tallies["protrusion_reduced"].add(pid, _protrusion_reduced(b, a))
+        if "disc_height_mm" in b and "disc_height_mm" in a:
+            tallies["disc_height_loss"].add(pid, b["disc_height_mm"] - a["disc_height_mm"] > 0.5)
+    return tallies
+
+
+def _protrusion_reduced(before: dict[str, Any], after: dict[str, Any]) -> bool | None:
+    if before.get("protrusion") == "present" and after.get("protrusion") == "absent":
+        return True
+    if "protrusion_mm" in before and "protrusion_mm" in after:
+        return after["protrusion_mm"] < before["protrusion_mm"]
+    return None if "protrusion" not in after else False
+
+
+def _subgroups(study: Study, baseline: str) -> dict[str, list[str]]:
+    """Modic type 2 without annular fissure at the index disc at baseline, against all others."""
+    found = _index_findings(study, baseline)
+    groups: dict[str, list[str]] = {"modic2_no_fissure": [], "others": []}
+    for p in study.participants:
+        f = found.get(p.participant_id, {})
+        name = (
+            "modic2_no_fissure"
+            if f.get("modic_type") == 2 and f.get("annular_fissure") == "absent"
+            else "others"
+        )
+        groups[name].append(p.participant_id)
+    return groups

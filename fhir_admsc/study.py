@@ -1,0 +1,646 @@
+"""The Study model: one pydantic class per table of the study data contract, and its cross-table rules.
+
+Values arrive as CSV text (empty cell = ``None``) or as Python values; both are checked the same way.
+The models know nothing of files: ``check_study`` reports cross-table defects by table and row index,
+and the folder reader turns those into file and line positions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
+
+from fhir_admsc import terminology as term
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_DICOM_UID = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*")
+_DIGITS = re.compile(r"\d{1,18}")
+
+
+def _identifier(value: Any) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise ValueError("is not an identifier (letters, digits, '.', '_' or '-', at most 64)")
+    return value
+
+
+def _iso_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise ValueError("is not a date (expected YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("is not a calendar date") from None
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    raise ValueError("is not an integer")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("is not a number")
+    if isinstance(value, int | float) or isinstance(value, str) and _NUMBER.fullmatch(value):
+        number = float(value)
+    else:
+        raise ValueError("is not a number")
+    if not math.isfinite(number):
+        raise ValueError("is not a finite number")
+    return number
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise ValueError("is not a boolean (expected true or false)")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("is not a non-empty text")
+    return value
+
+
+def _pattern(regex: re.Pattern[str], what: str):
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise ValueError(f"is not {what}")
+        return value
+
+    return check
+
+
+Identifier = Annotated[str, BeforeValidator(_identifier)]
+Date = Annotated[date, BeforeValidator(_iso_date)]
+Integer = Annotated[int, BeforeValidator(_integer)]
+Number = Annotated[float, BeforeValidator(_number)]
+Boolean = Annotated[bool, BeforeValidator(_boolean)]
+Text = Annotated[str, BeforeValidator(_text)]
+DicomUid = Annotated[str, BeforeValidator(_pattern(_DICOM_UID, "a DICOM UID (digits and dots)"))]
+Digits = Annotated[str, BeforeValidator(_pattern(_DIGITS, "a numeric code"))]
+
+Sex = Literal["female", "male", "other", "unknown"]
+DiscLevel = Literal["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+VisitCode = Literal[
+    "baseline", "week1", "month1", "month3", "month6", "month9", "month12", "month24"
+]
+ResearchStudyStatus = Literal[tuple(term.RESEARCH_STUDY_STATUS)]  # type: ignore[valid-type]
+ResearchSubjectStatus = Literal[tuple(term.RESEARCH_SUBJECT_STATUS)]  # type: ignore[valid-type]
+MeasureKey = Literal[tuple(term.OUTCOME_MEASURES)]  # type: ignore[valid-type]
+FindingKey = Literal[tuple(term.IMAGING_FINDINGS)]  # type: ignore[valid-type]
+AnalgesicCategory = Literal[tuple(term.ANALGESIC_CATEGORIES)]  # type: ignore[valid-type]
+Causality = Literal[tuple(term.CAUSALITY)]  # type: ignore[valid-type]
+Guidance = Literal[tuple(term.GUIDANCE)]  # type: ignore[valid-type]
+Severity = Literal["mild", "moderate", "severe"]
+AeOutcome = Literal["resolved", "recovering", "ongoing", "resolvedWithSequelae", "fatal", "unknown"]
+
+
+def _check_measure(measure: term.Measure, value: float | str) -> float | int | str:
+    """Check ``value`` against one measure's kind and range; integers come back as ``int``."""
+    if measure.kind == "presence":
+        if value not in term.PRESENCE:
+            raise ValueError(f"is not allowed for {measure.key}: expected {measure.expected()}")
+        return value
+    number = _number(value)
+    if measure.kind == "integer" and not number.is_integer():
+        raise ValueError(f"is not allowed for {measure.key}: expected {measure.expected()}")
+    low, high = measure.minimum, measure.maximum
+    too_low = low is not None and (number <= low if measure.minimum_exclusive else number < low)
+    if too_low or (high is not None and number > high):
+        raise ValueError(f"is out of range for {measure.key}: expected {measure.expected()}")
+    return int(number) if measure.kind == "integer" else number
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Arm(_Row):
+    name: Text
+    description: Text | None = None
+
+
+class Site(_Row):
+    site_id: Identifier
+    name: Text
+
+
+class StudyInfo(_Row):
+    """study.json: study-level metadata."""
+
+    study_id: Identifier
+    title: Text
+    registry_id: Text | None = None
+    status: ResearchStudyStatus
+    sponsor: Text | None = None
+    start: Date | None = None
+    end: Date | None = None
+    arm: Arm
+    sites: list[Site] | None = None
+
+    @field_validator("sites")
+    @classmethod
+    def _no_empty_sites(cls, sites: list[Site] | None) -> list[Site] | None:
+        return sites or None
+
+
+class Participant(_Row):
+    participant_id: Identifier
+    sex: Sex
+    birth_year: Integer | None = None
+    site_id: Identifier | None = None
+    enrolled_on: Date
+    disc_level: DiscLevel
+    symptom_months: Integer | None = None
+    status: ResearchSubjectStatus
+    withdrawn_on: Date | None = None
+    withdrawal_reason: Text | None = None
+
+    @field_validator("birth_year")
+    @classmethod
+    def _plausible_year(cls, year: int | None) -> int | None:
+        if year is not None and not 1900 <= year <= 2100:
+            raise ValueError("is not a plausible birth year (1900-2100)")
+        return year
+
+    @field_validator("symptom_months")
+    @classmethod
+    def _not_negative(cls, months: int | None) -> int | None:
+        if months is not None and months < 0:
+            raise ValueError("must not be negative")
+        return months
+
+
+class Visit(_Row):
+    participant_id: Identifier
+    visit: VisitCode
+    visit_date: Date
+
+
+class Procedure(_Row):
+    participant_id: Identifier
+    procedure_id: Identifier
+    type: Literal["harvest", "injection"]
+    performed_on: Date
+    disc_level: DiscLevel | None = None
+    injection_number: Literal[1, 2] | None = None
+    cell_dose: Integer | None = None
+    volume_ml: Number | None = None
+    product_lot: Identifier | None = None
+    viability_pct: Number | None = None
+    harvest_procedure_id: Identifier | None = None
+    guidance: Guidance | None = None
+    notes: Text | None = None
+
+    @field_validator("injection_number", mode="before")
+    @classmethod
+    def _injection_number(cls, value: Any) -> Any:
+        return None if value is None else _integer(value)
+
+    @field_validator("cell_dose", "volume_ml")
+    @classmethod
+    def _positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @field_validator("viability_pct")
+    @classmethod
+    def _percent(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 100:
+            raise ValueError("is out of range: expected a number from 0 to 100")
+        return value
+
+
+class Outcome(_Row):
+    participant_id: Identifier
+    visit: VisitCode
+    measure: MeasureKey
+    value: int | float
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _measure_value(cls, value: Any, info: ValidationInfo) -> int | float:
+        measure = term.OUTCOME_MEASURES.get(info.data.get("measure", ""))
+        return _number(value) if measure is None else _check_measure(measure, value)
+
+
+class Medication(_Row):
+    participant_id: Identifier
+    visit: VisitCode
+    medication: Text
+    rxnorm: Digits | None = None
+    category: AnalgesicCategory
+    daily_dose: Number | None = None
+    dose_unit: Text | None = None
+    status: Literal["taking", "stopped"]
+
+    @field_validator("daily_dose")
+    @classmethod
+    def _not_negative(cls, dose: float | None) -> float | None:
+        if dose is not None and dose < 0:
+            raise ValueError("must not be negative")
+        return dose
+
+
+class AdverseEvent(_Row):
+    participant_id: Identifier
+    event_id: Identifier
+    term: Text
+    snomed: Digits | None = None
+    onset_on: Date
+    resolved_on: Date | None = None
+    severity: Severity
+    serious: Boolean
+    outcome: AeOutcome
+    causality: Causality
+    suspected_procedure_id: Identifier | None = None
+    expected: Boolean | None = None
+    action_taken: Text | None = None
+
+
+class ImagingReport(_Row):
+    participant_id: Identifier
+    visit: VisitCode
+    report_id: Identifier
+    study_date: Date
+    modality: Literal["MR"]
+    study_uid: DicomUid | None = None
+    conclusion: Text | None = None
+
+    @field_validator("study_uid")
+    @classmethod
+    def _uid_length(cls, uid: str | None) -> str | None:
+        if uid is not None and len(uid) > 64:
+            raise ValueError("is longer than the 64 characters a DICOM UID may have")
+        return uid
+
+
+class ImagingFinding(_Row):
+    report_id: Identifier
+    disc_level: DiscLevel
+    finding: FindingKey
+    value: int | float | str
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _finding_value(cls, value: Any, info: ValidationInfo) -> int | float | str:
+        finding = term.IMAGING_FINDINGS.get(info.data.get("finding", ""))
+        return value if finding is None else _check_measure(finding, value)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One CSV table of the study folder: its file, its row model and its attribute on Study."""
+
+    file: str
+    model: type[_Row]
+    attribute: str
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.model.model_fields)
+
+
+TABLES = [
+    Table("participants.csv", Participant, "participants"),
+    Table("visits.csv", Visit, "visits"),
+    Table("procedures.csv", Procedure, "procedures"),
+    Table("outcomes.csv", Outcome, "outcomes"),
+    Table("medications.csv", Medication, "medications"),
+    Table("adverse_events.csv", AdverseEvent, "adverse_events"),
+    Table("imaging_reports.csv", ImagingReport, "imaging_reports"),
+    Table("imaging_findings.csv", ImagingFinding, "imaging_findings"),
+]
+STUDY_FILE = "study.json"
+
+
+class Study(BaseModel):
+    """A whole study: its metadata and every table, rows in the order they were read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    info: StudyInfo
+    participants: list[Participant] = []
+    visits: list[Visit] = []
+    procedures: list[Procedure] = []
+    outcomes: list[Outcome] = []
+    medications: list[Medication] = []
+    adverse_events: list[AdverseEvent] = []
+    imaging_reports: list[ImagingReport] = []
+    imaging_findings: list[ImagingFinding] = []
+
+    def visit_dates(self) -> dict[tuple[str, str], date]:
+        """(participant_id, visit) -> visit date."""
+        return {(v.participant_id, v.visit): v.visit_date for v in self.visits}
+
+
+def cell_text(value: Any) -> str:
+    """The CSV text of one value: empty for None, ISO dates, true/false, numbers without '.0'."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A cross-table defect: the table file, the row's index in it, the column and the value."""
+
+    file: str
+    index: int | None
+    column: str | None
+    value: str | None
+    message: str
+
+
+def check_study(study: Study) -> list[RowProblem]:
+    """Every cross-table defect of ``study`` (duplicates, dangling references, dates out of order)."""
+    return list(_cross_table_problems(study))
+
+
+def _show(value: Any) -> str | None:
+    return None if value is None else cell_text(value)
+
+
+def _duplicates(
+    file: str, rows: list[Any], key: Any, column: str, what: str
+) -> Iterator[RowProblem]:
+    counts = Counter(key(row) for row in rows)
+    for index, row in enumerate(rows):
+        if counts[key(row)] > 1:
+            yield RowProblem(
+                file,
+                index,
+                column,
+                _show(getattr(row, column)),
+                f"is a duplicate: {what} must be unique",
+            )
+
+
+def _cross_table_problems(study: Study) -> Iterator[RowProblem]:  # noqa: C901 - one rule list
+    participants = {p.participant_id: p for p in study.participants}
+    visit_dates = study.visit_dates()
+    site_ids = {s.site_id for s in study.info.sites or []}
+    procedures = {p.procedure_id: p for p in study.procedures}
+    reports = {r.report_id for r in study.imaging_reports}
+
+    if study.info.start and study.info.end and study.info.end < study.info.start:
+        yield RowProblem(STUDY_FILE, None, "end", str(study.info.end), "is before 'start'")
+    yield from _duplicates(
+        STUDY_FILE, study.info.sites or [], lambda s: s.site_id, "site_id", "site_id"
+    )
+
+    file = "participants.csv"
+    yield from _duplicates(
+        file, study.participants, lambda p: p.participant_id, "participant_id", "participant_id"
+    )
+    for i, p in enumerate(study.participants):
+        if p.site_id is not None and p.site_id not in site_ids:
+            yield RowProblem(file, i, "site_id", p.site_id, "is not a site of study.json")
+        if p.status == "withdrawn" and p.withdrawn_on is None:
+            yield RowProblem(file, i, "withdrawn_on", None, "is required when status is withdrawn")
+        if p.withdrawn_on is not None and p.withdrawn_on < p.enrolled_on:
+            yield RowProblem(file, i, "withdrawn_on", str(p.withdrawn_on), "is before enrolled_on")
+
+    def unknown_participant(file: str, i: int, pid: str) -> Iterator[RowProblem]:
+        if pid not in participants:
+            yield RowProblem(file, i, "participant_id", pid, "is not in participants.csv")
+
+    def unknown_visit(file: str, i: int, pid: str, visit: str) -> Iterator[RowProblem]:
+        if pid in participants and (pid, visit) not in visit_dates:
+            yield RowProblem(file, i, "visit", visit, f"is not in visits.csv for participant {pid}")
+
+    file = "visits.csv"
+    yield from _duplicates(
+        file,
+        study.visits,
+        lambda v: (v.participant_id, v.visit),
+        "visit",
+        "one row per participant and visit",
+    )
+    by_participant: dict[str, list[tuple[int, Visit]]] = defaultdict(list)
+    for i, v in enumerate(study.visits):
+        yield from unknown_participant(file, i, v.participant_id)
+        by_participant[v.participant_id].append((i, v))
+        p = participants.get(v.participant_id)
+        if p is not None and v.visit_date < p.enrolled_on:
+            yield RowProblem(
+                file,
+                i,
+                "visit_date",
+                str(v.visit_date),
+                f"is before enrolment of {v.participant_id} ({p.enrolled_on})",
+            )
+    for rows in by_participant.values():
+        ordered = sorted(rows, key=lambda iv: term.VISIT_ORDER.index(iv[1].visit))
+        for (_, before), (i, after) in zip(ordered, ordered[1:], strict=False):
+            if after.visit_date <= before.visit_date and after.visit != before.visit:
+                yield RowProblem(
+                    file,
+                    i,
+                    "visit_date",
+                    str(after.visit_date),
+                    f"is not after the {before.visit} visit ({before.visit_date})",
+                )
+
+    file = "procedures.csv"
+    yield from _duplicates(
+        file, study.procedures, lambda p: p.procedure_id, "procedure_id", "procedure_id"
+    )
+    yield from _duplicates(
+        file,
+        [p for p in study.procedures if p.type == "injection"],
+        lambda p: (p.participant_id, p.injection_number),
+        "injection_number",
+        "one injection of each number per participant",
+    )
+    injection_only = [
+        "disc_level",
+        "injection_number",
+        "cell_dose",
+        "product_lot",
+        "viability_pct",
+        "harvest_procedure_id",
+    ]
+    required_for_injection = [
+        "disc_level",
+        "injection_number",
+        "cell_dose",
+        "product_lot",
+        "harvest_procedure_id",
+    ]
+    lots: dict[str, list[tuple[int, Procedure]]] = defaultdict(list)
+    for i, proc in enumerate(study.procedures):
+        yield from unknown_participant(file, i, proc.participant_id)
+        if proc.type == "harvest":
+            for column in injection_only:
+                if getattr(proc, column) is not None:
+                    yield RowProblem(
+                        file,
+                        i,
+                        column,
+                        _show(getattr(proc, column)),
+                        "is for injections only: leave it empty for a harvest",
+                    )
+            continue
+        for column in required_for_injection:
+            if getattr(proc, column) is None:
+                yield RowProblem(file, i, column, None, "is required for an injection")
+        if proc.product_lot is not None:
+            lots[proc.product_lot].append((i, proc))
+        harvest = procedures.get(proc.harvest_procedure_id or "")
+        if proc.harvest_procedure_id is None:
+            pass
+        elif harvest is None or harvest.type != "harvest":
+            yield RowProblem(
+                file,
+                i,
+                "harvest_procedure_id",
+                proc.harvest_procedure_id,
+                "is not a harvest in procedures.csv",
+            )
+        elif harvest.participant_id != proc.participant_id:
+            yield RowProblem(
+                file,
+                i,
+                "harvest_procedure_id",
+                proc.harvest_procedure_id,
+                f"is a harvest of another participant ({harvest.participant_id})",
+            )
+        elif harvest.performed_on > proc.performed_on:
+            yield RowProblem(
+                file,
+                i,
+                "performed_on",
+                str(proc.performed_on),
+                f"is before its harvest {harvest.procedure_id} ({harvest.performed_on})",
+            )
+    for lot_rows in lots.values():
+        _, first = lot_rows[0]
+        for i, proc in lot_rows[1:]:
+            for column in ("participant_id", "viability_pct", "harvest_procedure_id"):
+                if getattr(proc, column) != getattr(first, column):
+                    yield RowProblem(
+                        file,
+                        i,
+                        column,
+                        _show(getattr(proc, column)),
+                        f"differs from the other injections of lot "
+                        f"{proc.product_lot} ({_show(getattr(first, column))})",
+                    )
+    injections = {
+        (p.participant_id, p.injection_number): p for p in study.procedures if p.type == "injection"
+    }
+    for i, proc in enumerate(study.procedures):
+        first = injections.get((proc.participant_id, 1))
+        if proc.injection_number == 2 and first is None:
+            yield RowProblem(
+                file,
+                i,
+                "injection_number",
+                "2",
+                f"has no first injection for participant {proc.participant_id}",
+            )
+        elif proc.injection_number == 2 and first and proc.performed_on <= first.performed_on:
+            yield RowProblem(
+                file,
+                i,
+                "performed_on",
+                str(proc.performed_on),
+                f"is not after the first injection ({first.performed_on})",
+            )
+
+    file = "outcomes.csv"
+    yield from _duplicates(
+        file,
+        study.outcomes,
+        lambda o: (o.participant_id, o.visit, o.measure),
+        "measure",
+        "one row per participant, visit and measure",
+    )
+    for i, o in enumerate(study.outcomes):
+        yield from unknown_participant(file, i, o.participant_id)
+        yield from unknown_visit(file, i, o.participant_id, o.visit)
+
+    file = "medications.csv"
+    yield from _duplicates(
+        file,
+        study.medications,
+        lambda m: (m.participant_id, m.visit, m.medication),
+        "medication",
+        "one row per participant, visit and medication",
+    )
+    for i, m in enumerate(study.medications):
+        yield from unknown_participant(file, i, m.participant_id)
+        yield from unknown_visit(file, i, m.participant_id, m.visit)
+
+    file = "adverse_events.csv"
+    yield from _duplicates(file, study.adverse_events, lambda e: e.event_id, "event_id", "event_id")
+    for i, e in enumerate(study.adverse_events):
+        yield from unknown_participant(file, i, e.participant_id)
+        if e.resolved_on is not None and e.resolved_on < e.onset_on:
+            yield RowProblem(file, i, "resolved_on", str(e.resolved_on), "is before onset_on")
+        suspect = procedures.get(e.suspected_procedure_id or "")
+        if e.suspected_procedure_id is not None and suspect is None:
+            yield RowProblem(
+                file,
+                i,
+                "suspected_procedure_id",
+                e.suspected_procedure_id,
+                "is not in procedures.csv",
+            )
+        elif suspect is not None and suspect.participant_id != e.participant_id:
+            yield RowProblem(
+                file,
+                i,
+                "suspected_procedure_id",
+                e.suspected_procedure_id,
+                f"is a procedure of another participant ({suspect.participant_id})",
+            )
+
+    file = "imaging_reports.csv"
+    yield from _duplicates(
+        file, study.imaging_reports, lambda r: r.report_id, "report_id", "report_id"
+    )
+    for i, r in enumerate(study.imaging_reports):
+        yield from unknown_participant(file, i, r.participant_id)
+        yield from unknown_visit(file, i, r.participant_id, r.visit)
+
+    file = "imaging_findings.csv"
+    yield from _duplicates(
+        file,
+        study.imaging_findings,
+        lambda f: (f.report_id, f.disc_level, f.finding),
+        "finding",
+        "one row per report, disc level and finding",
+    )
+    for i, f in enumerate(study.imaging_findings):
+        if f.report_id not in reports:
+            yield RowProblem(file, i, "report_id", f.report_id, "is not in imaging_reports.csv")

@@ -1,0 +1,36 @@
+"""Shared fixtures: the demo study, scratch copies of it, and a clean environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fhir_admsc.cli import demo_folder
+from fhir_admsc.study import Study
+from fhir_admsc.tables import read_study
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _no_fhir_admsc_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see FHIR_ADMSC_* settings of the machine they run on."""
+    for name in list(os.environ):
+        if name.startswith("FHIR_ADMSC_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def demo_study() -> Study:
+    return read_study(demo_folder())
+
+
+@pytest.fixture
+def study_dir(tmp_path: Path) -> Path:
+    """A scratch copy of the demo study folder, free to edit."""
+    target = tmp_path / "study"
+    shutil.copytree(demo_folder(), target)
+    return target
