@@ -43,7 +43,7 @@ class _Group(click.Group):
             raise _Failure(str(e), e.exit_code) from None
         except OSError as e:
             where = f": {e.filename}" if e.filename else ""
-            raise _Failure(f"{e.strerror or e}{where}", ExitCode.INVALID_DATA) from None
+            raise _Failure(f"{e.strerror or e}{where}", ExitCode.USAGE) from None
         except Exception as e:  # noqa: BLE001 - the last resort: a bug, reported without a traceback
             raise _Failure(
                 f"internal error ({type(e).__name__}: {e}); please report it", ExitCode.INTERNAL

@@ -285,7 +285,7 @@ class ImagingReport(_Row):
     visit: VisitCode
     report_id: Identifier
     study_date: Date
-    modality: Literal["MR"]
+    modality: Literal[tuple(term.MODALITIES)]  # type: ignore[valid-type]
     study_uid: DicomUid | None = None
     conclusion: Text | None = None
 

@@ -347,6 +347,7 @@ LUMBAR_MRI = Concept(
     "lumbar-mri", "MRI of the lumbar spine", ((SNOMED, "113091000", "Magnetic resonance imaging"),)
 )
 RADIOLOGY = (V2_0074, "RAD", "Radiology")
+MODALITIES = {"MR": "Magnetic Resonance"}  # DICOM modality codes (imaging_reports.csv `modality`)
 AMBULATORY = (V3_ACT_CODE, "AMB", "ambulatory")
 
 GUIDANCE: dict[str, Concept] = {
@@ -428,12 +429,6 @@ RESEARCH_SUBJECT_STATUS = [
 ]
 
 MEDICATION_STATUS = {"taking": "active", "stopped": "stopped"}
-
-
-def concept_by_code(table: dict[str, Concept], codings: list[dict]) -> str | None:
-    """The key of ``table`` whose project code appears in ``codings``, if any."""
-    codes = {c.get("code") for c in codings if c.get("system") == ADMSC}
-    return next((key for key, concept in table.items() if concept.code in codes), None)
 
 
 def all_concepts() -> list[Concept]:

@@ -111,3 +111,10 @@ def test_bad_input_leaves_an_earlier_output_untouched(study_dir: Path, tmp_path:
     set_cell(study_dir, "visits.csv", 0, "visit_date", "yesterday")
     assert run("export", str(study_dir), "-o", str(out)).exit_code == 1
     assert out.read_text() == "earlier"
+
+
+def test_unwritable_output_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = run("export", "--demo", "-o", str(tmp_path / "file" / "bundle.json"))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and str(tmp_path / "file") in result.stderr

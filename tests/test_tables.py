@@ -412,3 +412,18 @@ def test_writer_removes_tables_that_have_no_rows_any_more(
     assert not (tmp_path / "out" / "adverse_events.csv").exists()
     assert json.loads((tmp_path / "out" / "study.json").read_text())["study_id"] == "ADMSC-FSO794"
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_non_utf8_table_is_named(study_dir: Path) -> None:
+    (study_dir / "visits.csv").write_bytes(
+        "participant_id,visit,visit_date\nP\xe9".encode("latin-1")
+    )
+    assert any("visits.csv: is not UTF-8 text" in p for p in problems_of(study_dir))
+
+
+def test_broken_quoting_is_named_with_its_line(study_dir: Path) -> None:
+    with (study_dir / "visits.csv").open("a") as f:
+        f.write('P01,"month24,2019-01-01\n')
+    _, rows = read_rows(study_dir / "visits.csv")
+    problems = problems_of(study_dir)
+    assert any(f"visits.csv:{len(rows) + 1}: is not valid CSV" in p for p in problems), problems

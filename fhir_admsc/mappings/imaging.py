@@ -45,7 +45,7 @@ def imaging_study(report: ImagingReport, ctx: StudyContext) -> dict[str, Any]:
     if report.study_uid is not None:
         r["identifier"].append({"system": term.DICOM_UID, "value": f"urn:oid:{report.study_uid}"})
     r["status"] = "available"
-    r["modality"] = [coding(term.DICOM_DCM, report.modality, "Magnetic Resonance")]
+    r["modality"] = [coding(term.DICOM_DCM, report.modality, term.MODALITIES[report.modality])]
     r["subject"] = ctx.ref("Patient", report.participant_id)
     r["encounter"] = ctx.ref("Encounter", visit_key(report.participant_id, report.visit))
     r["started"] = iso(report.study_date)
