@@ -41,6 +41,11 @@ def extension_url(name: str) -> str:
     return f"{CANONICAL_BASE}/StructureDefinition/{name}"
 
 
+def value_set_url(name: str) -> str:
+    """The canonical URL of one of the project's ValueSets."""
+    return f"{CANONICAL_BASE}/ValueSet/{name}"
+
+
 def profile_url(name: str) -> str:
     """The canonical URL of one of the project's profiles (StructureDefinition ``admsc-<name>``)."""
     return f"{CANONICAL_BASE}/StructureDefinition/admsc-{name}"
@@ -49,32 +54,6 @@ def profile_url(name: str) -> str:
 def identifier_system(kind: str) -> str:
     """The business-identifier system for one kind of record; values are ``<study_id>/<key>``."""
     return f"{CANONICAL_BASE}/sid/{kind}"
-
-
-# Extensions the project defines: name -> (value type, what it carries).
-EXTENSIONS: dict[str, tuple[str, str]] = {
-    "study-site": ("valueReference", "The study site (Location) a participant is enrolled at"),
-    "withdrawal-reason": ("valueString", "Why a participant withdrew from the study"),
-    "symptom-duration": ("valueDuration", "Duration of back pain at enrolment"),
-    "injection-number": ("valuePositiveInt", "1 for the first injection, 2 for the repeat"),
-    "cell-dose": ("valueQuantity", "Number of cells injected"),
-    "procedure-volume": (
-        "valueQuantity",
-        "Injected volume, or the lipoaspirate volume of a harvest",
-    ),
-    "imaging-guidance": ("valueCodeableConcept", "Imaging used to guide the procedure"),
-    "cell-viability": ("valueQuantity", "Cell viability of the product lot, percent"),
-    "cell-product": ("valueReference", "The cell product lot an injection administered"),
-    "harvest-procedure": ("valueReference", "The harvest the cell product was expanded from"),
-    "analgesic-category": ("valueCodeableConcept", "Drug class of an analgesic"),
-    "ae-causality": (
-        "valueCodeableConcept",
-        "Causality of an adverse event as recorded by the study",
-    ),
-    "ae-resolved-date": ("valueDate", "Date an adverse event resolved"),
-    "ae-expected": ("valueBoolean", "Whether the protocol anticipated the adverse event"),
-    "ae-action-taken": ("valueString", "Action taken in response to an adverse event"),
-}
 
 
 @dataclass(frozen=True)
@@ -101,11 +80,15 @@ class Measure:
     key: str  # the value of outcomes.csv `measure` or imaging_findings.csv `finding`
     concept: Concept
     kind: ValueKind
-    profile: str  # profile name, see profile_url()
     minimum: float | None = None
     maximum: float | None = None
     minimum_exclusive: bool = False
     unit: tuple[str, str] | None = None  # (UCUM code, human unit) for decimal values
+
+    @property
+    def profile(self) -> str:
+        """The name of the Observation profile of this measure (see ``profile_url``)."""
+        return self.concept.code
 
     def expected(self) -> str:
         """A human description of the allowed values, for error messages."""
@@ -123,182 +106,60 @@ _NPRS = (LOINC, "72514-3", "Pain severity - 0-10 verbal numeric rating [Score] -
 _MINUTES = ("min", "minutes")
 _PERCENT = ("%", "percent")
 _MM = ("mm", "millimetres")
+CELLS = ("{cells}", "cells")
+MILLILITRES = ("mL", "mL")
+MONTHS = ("mo", "months")
+DAY = ("d", "day")
 
-OUTCOME_MEASURES: dict[str, Measure] = {
-    m.key: m
-    for m in [
-        Measure(
-            "nprs_average",
-            Concept("nprs-average", "Average pain, 0-10 numeric rating", (_NPRS,)),
-            "integer",
-            "pain-score",
-            0,
-            10,
-        ),
-        Measure(
-            "nprs_worst",
-            Concept("nprs-worst", "Most severe pain, 0-10 numeric rating", (_NPRS,)),
-            "integer",
-            "pain-score",
-            0,
-            10,
-        ),
-        Measure(
-            "odi",
-            Concept(
-                "odi",
-                "Oswestry Disability Index total, percent",
-                ((LOINC, "97909-6", "Oswestry disability index score ODI"),),
-            ),
-            "decimal",
-            "odi",
-            0,
-            100,
-            unit=_PERCENT,
-        ),
-        Measure(
-            "eq5d_mobility",
-            Concept(
-                "eq5d-mobility",
-                "EQ-5D-3L mobility level",
-                ((SNOMED, "301438001", "Ability to mobilize"),),
-            ),
-            "integer",
-            "eq5d-level",
-            1,
-            3,
-        ),
-        Measure(
-            "eq5d_selfcare",
-            Concept(
-                "eq5d-selfcare",
-                "EQ-5D-3L self-care level",
-                ((SNOMED, "284773001", "Ability to perform personal care activity"),),
-            ),
-            "integer",
-            "eq5d-level",
-            1,
-            3,
-        ),
-        Measure(
-            "eq5d_activities",
-            Concept("eq5d-activities", "EQ-5D-3L usual activities level"),
-            "integer",
-            "eq5d-level",
-            1,
-            3,
-        ),
-        Measure(
-            "eq5d_pain",
-            Concept("eq5d-pain", "EQ-5D-3L pain/discomfort level"),
-            "integer",
-            "eq5d-level",
-            1,
-            3,
-        ),
-        Measure(
-            "eq5d_anxiety",
-            Concept("eq5d-anxiety", "EQ-5D-3L anxiety/depression level"),
-            "integer",
-            "eq5d-level",
-            1,
-            3,
-        ),
-        Measure(
-            "eq5d_vas",
-            Concept(
-                "eq5d-vas",
-                "EQ visual analogue scale",
-                ((SNOMED, "736535009", "EuroQol visual analogue score"),),
-            ),
-            "integer",
-            "eq5d-vas",
-            0,
-            100,
-        ),
-        Measure(
-            "standing_min",
-            Concept("standing-tolerance", "Standing tolerance"),
-            "decimal",
-            "tolerance",
-            0,
-            unit=_MINUTES,
-        ),
-        Measure(
-            "sitting_min",
-            Concept("sitting-tolerance", "Sitting tolerance"),
-            "decimal",
-            "tolerance",
-            0,
-            unit=_MINUTES,
-        ),
-        Measure(
-            "walking_min",
-            Concept("walking-tolerance", "Walking tolerance"),
-            "decimal",
-            "tolerance",
-            0,
-            unit=_MINUTES,
-        ),
-        Measure(
-            "work_capacity_pct",
-            Concept("work-capacity", "Work capacity, percent of full"),
-            "decimal",
-            "work-capacity",
-            0,
-            100,
-            unit=_PERCENT,
-        ),
-    ]
-}
+_ODI = (LOINC, "97909-6", "Oswestry disability index score ODI")
+_MOBILITY = (SNOMED, "301438001", "Ability to mobilize")
+_SELFCARE = (SNOMED, "284773001", "Ability to perform personal care activity")
+_EQ_VAS = (SNOMED, "736535009", "EuroQol visual analogue score")
 
-IMAGING_FINDINGS: dict[str, Measure] = {
-    m.key: m
-    for m in [
-        Measure(
-            "disc_height_mm",
-            Concept("disc-height", "Intervertebral disc height"),
-            "decimal",
-            "disc-height",
-            0,
-            minimum_exclusive=True,
-            unit=_MM,
-        ),
-        Measure(
-            "pfirrmann_grade",
-            Concept("pfirrmann-grade", "Pfirrmann disc degeneration grade"),
-            "integer",
-            "pfirrmann-grade",
-            1,
-            5,
-        ),
-        Measure(
-            "modic_type",
-            Concept("modic-type", "Modic endplate change type (0 = none)"),
-            "integer",
-            "modic-type",
-            0,
-            3,
-        ),
-        Measure(
-            "annular_fissure",
-            Concept("annular-fissure", "Annular fissure"),
-            "presence",
-            "disc-finding",
-        ),
-        Measure(
-            "protrusion", Concept("disc-protrusion", "Disc protrusion"), "presence", "disc-finding"
-        ),
-        Measure(
-            "protrusion_mm",
-            Concept("protrusion-size", "Disc protrusion size"),
-            "decimal",
-            "protrusion-size",
-            0,
-            unit=_MM,
-        ),
-    ]
-}
+
+def _measures(rows: list[tuple]) -> dict[str, Measure]:
+    """Measures from table rows: key, code, display, kind, minimum, maximum, unit, standard codes."""
+    table = {}
+    for key, code, display, kind, low, high, unit, *standard in rows:
+        exclusive = kind == "decimal>"
+        table[key] = Measure(
+            key,
+            Concept(code, display, tuple(standard)),
+            "decimal" if exclusive else kind,
+            low,
+            high,
+            exclusive,
+            unit,
+        )
+    return table
+
+
+# fmt: off
+OUTCOME_MEASURES: dict[str, Measure] = _measures([
+    ("nprs_average", "nprs-average", "Average pain, 0-10 numeric rating", "integer", 0, 10, None, _NPRS),
+    ("nprs_worst", "nprs-worst", "Most severe pain, 0-10 numeric rating", "integer", 0, 10, None, _NPRS),
+    ("odi", "odi", "Oswestry Disability Index total, percent", "decimal", 0, 100, _PERCENT, _ODI),
+    ("eq5d_mobility", "eq5d-mobility", "EQ-5D-3L mobility level", "integer", 1, 3, None, _MOBILITY),
+    ("eq5d_selfcare", "eq5d-selfcare", "EQ-5D-3L self-care level", "integer", 1, 3, None, _SELFCARE),
+    ("eq5d_activities", "eq5d-activities", "EQ-5D-3L usual activities level", "integer", 1, 3, None),
+    ("eq5d_pain", "eq5d-pain", "EQ-5D-3L pain/discomfort level", "integer", 1, 3, None),
+    ("eq5d_anxiety", "eq5d-anxiety", "EQ-5D-3L anxiety/depression level", "integer", 1, 3, None),
+    ("eq5d_vas", "eq5d-vas", "EQ visual analogue scale", "integer", 0, 100, None, _EQ_VAS),
+    ("standing_min", "standing-tolerance", "Standing tolerance", "decimal", 0, None, _MINUTES),
+    ("sitting_min", "sitting-tolerance", "Sitting tolerance", "decimal", 0, None, _MINUTES),
+    ("walking_min", "walking-tolerance", "Walking tolerance", "decimal", 0, None, _MINUTES),
+    ("work_capacity_pct", "work-capacity", "Work capacity, percent of full", "decimal", 0, 100, _PERCENT),
+])
+
+IMAGING_FINDINGS: dict[str, Measure] = _measures([
+    ("disc_height_mm", "disc-height", "Intervertebral disc height", "decimal>", 0, None, _MM),
+    ("pfirrmann_grade", "pfirrmann-grade", "Pfirrmann disc degeneration grade", "integer", 1, 5, None),
+    ("modic_type", "modic-type", "Modic endplate change type (0 = none)", "integer", 0, 3, None),
+    ("annular_fissure", "annular-fissure", "Annular fissure", "presence", None, None, None),
+    ("protrusion", "disc-protrusion", "Disc protrusion", "presence", None, None, None),
+    ("protrusion_mm", "protrusion-size", "Disc protrusion size", "decimal", 0, None, _MM),
+])
+# fmt: on
 
 PRESENCE: dict[str, Concept] = {
     "absent": Concept("absent", "Absent"),
@@ -449,3 +310,136 @@ def all_concepts() -> list[Concept]:
         for concept in group:
             seen.setdefault(concept.code, concept)
     return list(seen.values())
+
+
+# The project's ValueSets: name -> (title, concepts of the project's CodeSystem).
+VALUE_SETS: dict[str, tuple[str, dict[str, Concept]]] = {
+    "disc-levels": ("Lumbar intervertebral disc levels", DISC_LEVELS),
+    "visits": ("Study visits", VISITS),
+    "imaging-guidance": ("Imaging guidance of a procedure", GUIDANCE),
+    "analgesic-categories": ("Analgesic drug classes", ANALGESIC_CATEGORIES),
+    "causality": ("Adverse event causality categories", CAUSALITY),
+    "presence": ("Absent or present", PRESENCE),
+}
+
+
+@dataclass(frozen=True)
+class ExtensionDef:
+    """One of the project's extensions: its value type, where it may be used, and its unit or codes."""
+
+    name: str
+    value_type: str  # FHIR type code of value[x]
+    description: str
+    contexts: tuple[str, ...]  # resource types the extension may be used on
+    target: str | None = None  # resource type a Reference value points to
+    unit: tuple[str, str] | None = None  # (UCUM code, human unit) of a Quantity or Duration
+    value_set: str | None = None  # name of the ValueSet a CodeableConcept value is bound to
+
+    @property
+    def url(self) -> str:
+        return extension_url(self.name)
+
+    @property
+    def value_key(self) -> str:
+        """The JSON key of the value: ``valueQuantity``, ``valuePositiveInt``, ..."""
+        return "value" + self.value_type[0].upper() + self.value_type[1:]
+
+
+EXTENSIONS: dict[str, ExtensionDef] = {
+    e.name: e
+    for e in [
+        ExtensionDef(
+            "study-site",
+            "Reference",
+            "The study site a participant is enrolled at",
+            ("ResearchSubject",),
+            target="Location",
+        ),
+        ExtensionDef(
+            "withdrawal-reason",
+            "string",
+            "Why a participant withdrew from the study",
+            ("ResearchSubject",),
+        ),
+        ExtensionDef(
+            "symptom-duration",
+            "Duration",
+            "Duration of back pain at enrolment",
+            ("Condition",),
+            unit=MONTHS,
+        ),
+        ExtensionDef(
+            "injection-number",
+            "positiveInt",
+            "1 for the first intradiscal injection, 2 for the repeat",
+            ("Procedure",),
+        ),
+        ExtensionDef(
+            "cell-dose", "Quantity", "Number of cells injected", ("Procedure",), unit=CELLS
+        ),
+        ExtensionDef(
+            "procedure-volume",
+            "Quantity",
+            "Injected volume, or the lipoaspirate volume of a harvest",
+            ("Procedure",),
+            unit=MILLILITRES,
+        ),
+        ExtensionDef(
+            "imaging-guidance",
+            "CodeableConcept",
+            "Imaging used to guide the procedure",
+            ("Procedure",),
+            value_set="imaging-guidance",
+        ),
+        ExtensionDef(
+            "cell-product",
+            "Reference",
+            "The cell product lot an injection administered",
+            ("Procedure",),
+            target="BiologicallyDerivedProduct",
+        ),
+        ExtensionDef(
+            "cell-viability",
+            "Quantity",
+            "Cell viability of the product lot, percent",
+            ("BiologicallyDerivedProduct",),
+            unit=_PERCENT,
+        ),
+        ExtensionDef(
+            "harvest-procedure",
+            "Reference",
+            "The harvest the cell product was expanded from",
+            ("BiologicallyDerivedProduct",),
+            target="Procedure",
+        ),
+        ExtensionDef(
+            "analgesic-category",
+            "CodeableConcept",
+            "Drug class of an analgesic",
+            ("MedicationStatement",),
+            value_set="analgesic-categories",
+        ),
+        ExtensionDef(
+            "ae-causality",
+            "CodeableConcept",
+            "Causality of an adverse event, as the study categorises it",
+            ("AdverseEvent",),
+            value_set="causality",
+        ),
+        ExtensionDef(
+            "ae-resolved-date", "date", "Date an adverse event resolved", ("AdverseEvent",)
+        ),
+        ExtensionDef(
+            "ae-expected",
+            "boolean",
+            "Whether the protocol anticipated the event",
+            ("AdverseEvent",),
+        ),
+        ExtensionDef(
+            "ae-action-taken",
+            "string",
+            "Action taken in response to an adverse event",
+            ("AdverseEvent",),
+        ),
+    ]
+}

@@ -41,14 +41,10 @@ def adverse_event(e: AdverseEvent, ctx: StudyContext) -> dict[str, Any]:
     causality = concept(term.CAUSALITY[e.causality])
     add_extensions(
         r,
-        extension("ae-causality", "valueCodeableConcept", causality),
-        extension("ae-resolved-date", "valueDate", iso(e.resolved_on))
-        if e.resolved_on is not None
-        else None,
-        extension("ae-expected", "valueBoolean", e.expected) if e.expected is not None else None,
-        extension("ae-action-taken", "valueString", e.action_taken)
-        if e.action_taken is not None
-        else None,
+        extension("ae-causality", causality),
+        extension("ae-resolved-date", e.resolved_on and iso(e.resolved_on)),
+        extension("ae-expected", e.expected),
+        extension("ae-action-taken", e.action_taken),
     )
     r["identifier"] = r["identifier"][0]  # AdverseEvent.identifier is 0..1 in R4
     r["actuality"] = "actual"

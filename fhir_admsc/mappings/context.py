@@ -63,9 +63,14 @@ class StudyContext:
         return self.ref("ResearchStudy", self.study_id)
 
 
-def extension(name: str, value_type: str, value: Any) -> dict[str, Any]:
-    """One of the project's own extensions."""
-    return {"url": term.extension_url(name), value_type: value}
+def extension(name: str, value: Any) -> dict[str, Any] | None:
+    """One of the project's own extensions, or None when there is no value to carry."""
+    if value is None:
+        return None
+    definition = term.EXTENSIONS[name]
+    if definition.unit is not None:
+        value = quantity(value, definition.unit)
+    return {"url": definition.url, definition.value_key: value}
 
 
 def add_extensions(resource: dict[str, Any], *extensions: dict[str, Any] | None) -> None:
@@ -89,10 +94,10 @@ def number(value: float | int) -> float | int:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def quantity(value: float | int | None, unit: str, ucum: str) -> dict[str, Any]:
-    """A UCUM Quantity; ``value`` may be None when only the unit is known."""
+def quantity(value: float | int | None, unit: tuple[str, str]) -> dict[str, Any]:
+    """A UCUM Quantity of ``unit`` = (UCUM code, human unit); ``value`` may be None."""
     q: dict[str, Any] = {} if value is None else {"value": number(value)}
-    q.update({"unit": unit, "system": term.UCUM, "code": ucum})
+    q.update({"unit": unit[1], "system": term.UCUM, "code": unit[0]})
     return q
 
 
@@ -179,11 +184,13 @@ def find_extension(resource: dict[str, Any], name: str) -> dict[str, Any] | None
 
 
 def extension_value(resource: dict[str, Any], name: str) -> Any:
-    """The value of the project extension ``name`` (whatever its value[x]), or None."""
+    """The value of the project extension ``name`` as the table holds it (a Quantity's number)."""
     ext = find_extension(resource, name)
     if ext is None:
         return None
-    return next((v for k, v in ext.items() if k.startswith("value")), None)
+    definition = term.EXTENSIONS[name]
+    value = ext[definition.value_key]
+    return value["value"] if definition.unit is not None else value
 
 
 def own_code(codeable: dict[str, Any] | None) -> str | None:

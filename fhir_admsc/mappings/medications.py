@@ -41,12 +41,7 @@ def medication_statement(m: Medication, visit_date: date, ctx: StudyContext) -> 
     visit = visit_key(m.participant_id, m.visit)
     r = ctx.resource("MedicationStatement", f"{visit}/{m.medication}", "analgesic-use")
     add_extensions(
-        r,
-        extension(
-            "analgesic-category",
-            "valueCodeableConcept",
-            concept(term.ANALGESIC_CATEGORIES[m.category]),
-        ),
+        r, extension("analgesic-category", concept(term.ANALGESIC_CATEGORIES[m.category]))
     )
     r["status"] = term.MEDICATION_STATUS[m.status]
     medication: dict[str, Any] = {"text": m.medication}
@@ -63,7 +58,7 @@ def medication_statement(m: Medication, visit_date: date, ctx: StudyContext) -> 
         r["dosage"] = [
             {
                 "doseAndRate": [
-                    {"rateRatio": {"numerator": numerator, "denominator": quantity(1, "day", "d")}}
+                    {"rateRatio": {"numerator": numerator, "denominator": quantity(1, term.DAY)}}
                 ]
             }
         ]

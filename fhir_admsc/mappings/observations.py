@@ -77,8 +77,7 @@ def measure_value(measure: term.Measure, value: float | int | str) -> dict[str, 
         return {"valueCodeableConcept": concept(term.PRESENCE[str(value)])}
     if measure.kind == "integer":
         return {"valueInteger": int(value)}
-    ucum, unit = measure.unit or ("1", "1")
-    return {"valueQuantity": quantity(float(value), unit, ucum)}
+    return {"valueQuantity": quantity(float(value), measure.unit or ("1", "1"))}
 
 
 def read_value(measure: term.Measure, r: dict[str, Any]) -> float | int | str:

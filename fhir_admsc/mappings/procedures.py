@@ -46,23 +46,13 @@ def procedure(p: Procedure, ctx: StudyContext) -> dict[str, Any]:
     r = ctx.resource("Procedure", p.procedure_id, p.type)
     add_extensions(
         r,
-        extension("injection-number", "valuePositiveInt", p.injection_number)
-        if p.injection_number is not None
-        else None,
-        extension("cell-dose", "valueQuantity", quantity(p.cell_dose, "cells", "{cells}"))
-        if p.cell_dose is not None
-        else None,
-        extension("procedure-volume", "valueQuantity", quantity(p.volume_ml, "mL", "mL"))
-        if p.volume_ml is not None
-        else None,
-        extension("imaging-guidance", "valueCodeableConcept", concept(term.GUIDANCE[p.guidance]))
-        if p.guidance is not None
-        else None,
+        extension("injection-number", p.injection_number),
+        extension("cell-dose", p.cell_dose),
+        extension("procedure-volume", p.volume_ml),
+        extension("imaging-guidance", p.guidance and concept(term.GUIDANCE[p.guidance])),
         extension(
-            "cell-product", "valueReference", ctx.ref("BiologicallyDerivedProduct", p.product_lot)
-        )
-        if p.product_lot is not None
-        else None,
+            "cell-product", p.product_lot and ctx.ref("BiologicallyDerivedProduct", p.product_lot)
+        ),
     )
     r["status"] = "completed"
     r["code"] = concept(term.PROCEDURES[p.type])
@@ -82,7 +72,7 @@ def specimen(harvest: Procedure, ctx: StudyContext) -> dict[str, Any]:
     r["subject"] = ctx.ref("Patient", harvest.participant_id)
     collection: dict[str, Any] = {"collectedDateTime": iso(harvest.performed_on)}
     if harvest.volume_ml is not None:
-        collection["quantity"] = quantity(harvest.volume_ml, "mL", "mL")
+        collection["quantity"] = quantity(harvest.volume_ml, term.MILLILITRES)
     r["collection"] = collection
     return r
 
@@ -95,14 +85,9 @@ def product(injection: Procedure, ctx: StudyContext) -> dict[str, Any]:
         r,
         extension(
             "harvest-procedure",
-            "valueReference",
-            ctx.ref("Procedure", injection.harvest_procedure_id),
-        )
-        if injection.harvest_procedure_id is not None
-        else None,
-        extension("cell-viability", "valueQuantity", quantity(injection.viability_pct, "%", "%"))
-        if injection.viability_pct is not None
-        else None,
+            injection.harvest_procedure_id and ctx.ref("Procedure", injection.harvest_procedure_id),
+        ),
+        extension("cell-viability", injection.viability_pct),
     )
     r["productCategory"] = "cells"
     r["productCode"] = concept(term.ADMSC_PRODUCT)
@@ -120,9 +105,6 @@ def _procedure(r: dict[str, Any], index: FhirIndex) -> Procedure:
     product_ref = extension_value(r, "cell-product")
     lot_product = None if product_ref is None else index.resolve(product_ref, "Procedure.extension")
     harvest_ref = None if lot_product is None else extension_value(lot_product, "harvest-procedure")
-    viability = None if lot_product is None else extension_value(lot_product, "cell-viability")
-    dose = extension_value(r, "cell-dose")
-    volume = extension_value(r, "procedure-volume")
     guidance = extension_value(r, "imaging-guidance")
     return Procedure(
         participant_id=index.ref_key(r["subject"], "Procedure.subject"),
@@ -133,10 +115,12 @@ def _procedure(r: dict[str, Any], index: FhirIndex) -> Procedure:
         if r.get("bodySite")
         else None,
         injection_number=extension_value(r, "injection-number"),
-        cell_dose=None if dose is None else dose["value"],
-        volume_ml=None if volume is None else volume["value"],
+        cell_dose=extension_value(r, "cell-dose"),
+        volume_ml=extension_value(r, "procedure-volume"),
         product_lot=None if lot_product is None else index.key(lot_product),
-        viability_pct=None if viability is None else viability["value"],
+        viability_pct=None
+        if lot_product is None
+        else extension_value(lot_product, "cell-viability"),
         harvest_procedure_id=None
         if harvest_ref is None
         else index.ref_key(harvest_ref, "BiologicallyDerivedProduct.extension"),

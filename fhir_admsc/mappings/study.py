@@ -93,12 +93,8 @@ def research_subject(p: Participant, arm: Arm, ctx: StudyContext) -> dict[str, A
     r = ctx.resource("ResearchSubject", p.participant_id, "research-subject", study_link=False)
     add_extensions(
         r,
-        extension("study-site", "valueReference", ctx.ref("Location", p.site_id))
-        if p.site_id is not None
-        else None,
-        extension("withdrawal-reason", "valueString", p.withdrawal_reason)
-        if p.withdrawal_reason is not None
-        else None,
+        extension("study-site", p.site_id and ctx.ref("Location", p.site_id)),
+        extension("withdrawal-reason", p.withdrawal_reason),
     )
     r["status"] = p.status
     r["period"] = {"start": iso(p.enrolled_on)}
@@ -112,15 +108,7 @@ def research_subject(p: Participant, arm: Arm, ctx: StudyContext) -> dict[str, A
 
 def condition(p: Participant, ctx: StudyContext) -> dict[str, Any]:
     r = ctx.resource("Condition", p.participant_id, "condition")
-    if p.symptom_months is not None:
-        add_extensions(
-            r,
-            extension(
-                "symptom-duration",
-                "valueDuration",
-                {"value": p.symptom_months, "unit": "months", "system": term.UCUM, "code": "mo"},
-            ),
-        )
+    add_extensions(r, extension("symptom-duration", p.symptom_months))
     r["clinicalStatus"] = {"coding": [coding(term.CONDITION_CLINICAL, "active", "Active")]}
     r["verificationStatus"] = {
         "coding": [coding(term.CONDITION_VERIFICATION, "confirmed", "Confirmed")]
@@ -212,7 +200,6 @@ def _participant(
     pid = index.key(patient_)
     cond = conditions.get(pid, {})
     site = find_extension(subject, "study-site")
-    duration = extension_value(cond, "symptom-duration")
     birth = patient_.get("birthDate")
     return Participant(
         participant_id=pid,
@@ -223,7 +210,7 @@ def _participant(
         else index.ref_key(site["valueReference"], "ResearchSubject.extension"),
         enrolled_on=subject["period"]["start"],
         disc_level=key_for(term.DISC_LEVELS, own_code((cond.get("bodySite") or [{}])[0])),
-        symptom_months=None if duration is None else duration["value"],
+        symptom_months=extension_value(cond, "symptom-duration"),
         status=subject["status"],
         withdrawn_on=subject["period"].get("end"),
         withdrawal_reason=extension_value(subject, "withdrawal-reason"),
