@@ -345,101 +345,43 @@ class ExtensionDef:
         return "value" + self.value_type[0].upper() + self.value_type[1:]
 
 
-EXTENSIONS: dict[str, ExtensionDef] = {
-    e.name: e
-    for e in [
-        ExtensionDef(
-            "study-site",
-            "Reference",
-            "The study site a participant is enrolled at",
-            ("ResearchSubject",),
-            target="Location",
-        ),
-        ExtensionDef(
-            "withdrawal-reason",
-            "string",
-            "Why a participant withdrew from the study",
-            ("ResearchSubject",),
-        ),
-        ExtensionDef(
-            "symptom-duration",
-            "Duration",
-            "Duration of back pain at enrolment",
-            ("Condition",),
-            unit=MONTHS,
-        ),
-        ExtensionDef(
-            "injection-number",
-            "positiveInt",
-            "1 for the first intradiscal injection, 2 for the repeat",
-            ("Procedure",),
-        ),
-        ExtensionDef(
-            "cell-dose", "Quantity", "Number of cells injected", ("Procedure",), unit=CELLS
-        ),
-        ExtensionDef(
-            "procedure-volume",
-            "Quantity",
-            "Injected volume, or the lipoaspirate volume of a harvest",
-            ("Procedure",),
-            unit=MILLILITRES,
-        ),
-        ExtensionDef(
-            "imaging-guidance",
-            "CodeableConcept",
-            "Imaging used to guide the procedure",
-            ("Procedure",),
-            value_set="imaging-guidance",
-        ),
-        ExtensionDef(
-            "cell-product",
-            "Reference",
-            "The cell product lot an injection administered",
-            ("Procedure",),
-            target="BiologicallyDerivedProduct",
-        ),
-        ExtensionDef(
-            "cell-viability",
-            "Quantity",
-            "Cell viability of the product lot, percent",
-            ("BiologicallyDerivedProduct",),
-            unit=_PERCENT,
-        ),
-        ExtensionDef(
-            "harvest-procedure",
-            "Reference",
-            "The harvest the cell product was expanded from",
-            ("BiologicallyDerivedProduct",),
-            target="Procedure",
-        ),
-        ExtensionDef(
-            "analgesic-category",
-            "CodeableConcept",
-            "Drug class of an analgesic",
-            ("MedicationStatement",),
-            value_set="analgesic-categories",
-        ),
-        ExtensionDef(
-            "ae-causality",
-            "CodeableConcept",
-            "Causality of an adverse event, as the study categorises it",
-            ("AdverseEvent",),
-            value_set="causality",
-        ),
-        ExtensionDef(
-            "ae-resolved-date", "date", "Date an adverse event resolved", ("AdverseEvent",)
-        ),
-        ExtensionDef(
-            "ae-expected",
-            "boolean",
-            "Whether the protocol anticipated the event",
-            ("AdverseEvent",),
-        ),
-        ExtensionDef(
-            "ae-action-taken",
-            "string",
-            "Action taken in response to an adverse event",
-            ("AdverseEvent",),
-        ),
-    ]
-}
+_RS, _PROC, _BDP, _AE = (
+    ("ResearchSubject",),
+    ("Procedure",),
+    ("BiologicallyDerivedProduct",),
+    ("AdverseEvent",),
+)
+
+# fmt: off
+EXTENSIONS: dict[str, ExtensionDef] = {e.name: e for e in [
+    ExtensionDef("study-site", "Reference", "The study site a participant is enrolled at", _RS,
+                 target="Location"),
+    ExtensionDef("withdrawal-reason", "string", "Why a participant withdrew from the study", _RS),
+    ExtensionDef("symptom-duration", "Duration", "Duration of back pain at enrolment",
+                 ("Condition",), unit=MONTHS),
+    ExtensionDef("injection-number", "positiveInt",
+                 "1 for the first intradiscal injection, 2 for the repeat", _PROC),
+    ExtensionDef("repeat-of", "Reference", "The first injection that a repeat injection repeats",
+                 _PROC, target="Procedure"),
+    ExtensionDef("cell-dose", "Quantity", "Number of cells injected", _PROC, unit=CELLS),
+    ExtensionDef("procedure-volume", "Quantity",
+                 "Injected volume, or the lipoaspirate volume of a harvest", _PROC,
+                 unit=MILLILITRES),
+    ExtensionDef("imaging-guidance", "CodeableConcept", "Imaging used to guide the procedure",
+                 _PROC, value_set="imaging-guidance"),
+    ExtensionDef("cell-product", "Reference", "The cell product lot an injection administered",
+                 _PROC, target="BiologicallyDerivedProduct"),
+    ExtensionDef("cell-viability", "Quantity", "Cell viability of the product lot, percent", _BDP,
+                 unit=_PERCENT),
+    ExtensionDef("harvest-procedure", "Reference", "The harvest the cell product was expanded from",
+                 _BDP, target="Procedure"),
+    ExtensionDef("analgesic-category", "CodeableConcept", "Drug class of an analgesic",
+                 ("MedicationStatement",), value_set="analgesic-categories"),
+    ExtensionDef("ae-causality", "CodeableConcept",
+                 "Causality of an adverse event, as the study categorises it", _AE,
+                 value_set="causality"),
+    ExtensionDef("ae-resolved-date", "date", "Date an adverse event resolved", _AE),
+    ExtensionDef("ae-expected", "boolean", "Whether the protocol anticipated the event", _AE),
+    ExtensionDef("ae-action-taken", "string", "Action taken in response to an adverse event", _AE),
+]}
+# fmt: on

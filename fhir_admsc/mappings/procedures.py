@@ -32,8 +32,12 @@ from fhir_admsc.study import Procedure, Study
 def to_fhir(study: Study, ctx: StudyContext) -> Iterator[dict[str, Any]]:
     """Every Procedure (with a Specimen after each harvest), then one product per lot."""
     lots: dict[str, Procedure] = {}
+    first_injections = {
+        p.participant_id: p.procedure_id for p in study.procedures if p.injection_number == 1
+    }
     for p in study.procedures:
-        yield procedure(p, ctx)
+        repeats = first_injections.get(p.participant_id) if p.injection_number == 2 else None
+        yield procedure(p, ctx, repeats)
         if p.type == "harvest":
             yield specimen(p, ctx)
         elif p.product_lot is not None:
@@ -42,11 +46,14 @@ def to_fhir(study: Study, ctx: StudyContext) -> Iterator[dict[str, Any]]:
         yield product(injection, ctx)
 
 
-def procedure(p: Procedure, ctx: StudyContext) -> dict[str, Any]:
+def procedure(p: Procedure, ctx: StudyContext, repeats: str | None = None) -> dict[str, Any]:
+    """The Procedure of a harvest or injection; ``repeats`` names the first injection that a
+    repeat injection repeats (derived, so that the 5-month rule can be checked on the resource)."""
     r = ctx.resource("Procedure", p.procedure_id, p.type)
     add_extensions(
         r,
         extension("injection-number", p.injection_number),
+        extension("repeat-of", repeats and ctx.ref("Procedure", repeats)),
         extension("cell-dose", p.cell_dose),
         extension("procedure-volume", p.volume_ml),
         extension("imaging-guidance", p.guidance and concept(term.GUIDANCE[p.guidance])),

@@ -111,6 +111,12 @@ def test_resource_counts() -> None:
             id="study-link",
         ),
         pytest.param(3, "extension[url=injection-number].valuePositiveInt", 2, id="repeat"),
+        pytest.param(
+            3,
+            "extension[url=repeat-of].valueReference.reference",
+            ref("Procedure", "I1"),
+            id="repeat-of-first",
+        ),
         pytest.param(4, "productCategory", "cells", id="product-category"),
         pytest.param(4, "identifier[0].value", "S1/LOT1", id="lot-identifier"),
         pytest.param(4, "extension[url=cell-viability].valueQuantity.value", 92.5, id="viability"),
