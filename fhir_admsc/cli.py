@@ -10,10 +10,14 @@ import click
 
 from fhir_admsc import __version__
 from fhir_admsc.bundle import bundle, bundle_json, ndjson_files
+from fhir_admsc.conformance import load_resources, npm_package
 from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError
 from fhir_admsc.mappings import study_to_fhir
 from fhir_admsc.output import write_atomic, write_files
 from fhir_admsc.tables import read_study
+from fhir_admsc.validation import reports
+from fhir_admsc.validation.issues import at_least
+from fhir_admsc.validation.run import validate_paths
 
 FORMATS = ["transaction", "collection", "ndjson"]
 
@@ -98,6 +102,86 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
             write_atomic(output, text.encode())
             where = str(output)
     click.echo(f"exported {len(resources)} resources of {study.info.study_id} to {where}", err=True)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(reports.FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people; json (OperationOutcome), sarif or junit.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning"]),
+    default="error",
+    show_default=True,
+    help="The lowest severity that makes the exit code 1.",
+)
+@click.option(
+    "--ig",
+    "igs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="More conformance resources: a FHIR package (.tgz) or a folder (repeatable).",
+)
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    help="Also validate every resource against this profile URL (repeatable).",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+def validate(
+    paths: tuple[Path, ...],
+    fmt: str,
+    fail_on: str,
+    igs: tuple[Path, ...],
+    profiles: tuple[str, ...],
+    output: Path | None,
+) -> None:
+    """Validate resources, Bundles or NDJSON against the project's profiles and FHIR R4, offline."""
+    issues, checked = validate_paths(paths, igs, profiles)
+    report = reports.render(fmt, issues, checked)
+    if output is None:
+        sys.stdout.write(report)
+    else:
+        write_atomic(output, report.encode())
+    click.echo(reports.summary(issues, checked), err=True)
+    if at_least(issues, fail_on):
+        sys.exit(ExitCode.INVALID_DATA)
+
+
+@cli.group()
+def profiles() -> None:
+    """The project's FHIR conformance package (profiles, extensions, terminology)."""
+
+
+@profiles.command("package")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The package.tgz to write.",
+)
+def profiles_package(output: Path) -> None:
+    """Write the profiles as a FHIR NPM package that the HL7 validator, HAPI or SUSHI can load."""
+    resources = load_resources()
+    write_atomic(output, npm_package(resources))
+    click.echo(f"wrote {len(resources)} conformance resources to {output}", err=True)
+
+
+@profiles.command("list")
+def profiles_list() -> None:
+    """List the conformance resources: type, canonical URL and title."""
+    for resource in load_resources():
+        click.echo(
+            f"{resource['resourceType']}\t{resource.get('url', '')}\t{resource.get('title', '')}"
+        )
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-catego
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 AE_SEVERITY = "http://terminology.hl7.org/CodeSystem/adverse-event-severity"
-AE_SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
+AE_SERIOUSNESS_SYSTEM = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
 AE_OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 AE_CAUSALITY = "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess"
 
@@ -249,7 +249,7 @@ CAUSALITY: dict[str, Concept] = {
 }
 
 AE_SEVERITY_DISPLAY = {"mild": "Mild", "moderate": "Moderate", "severe": "Severe"}
-AE_SERIOUSNESS_DISPLAY = {"serious": "Serious", "non-serious": "Non-serious"}
+AE_SERIOUSNESS = {True: "Serious", False: "Non-serious"}  # R4 codes are capitalised
 AE_OUTCOME_DISPLAY = {
     "resolved": "Resolved",
     "recovering": "Recovering",

@@ -54,12 +54,8 @@ def adverse_event(e: AdverseEvent, ctx: StudyContext) -> dict[str, Any]:
     r["event"] = event
     r["subject"] = ctx.ref("Patient", e.participant_id)
     r["date"] = iso(e.onset_on)
-    seriousness = "serious" if e.serious else "non-serious"
-    r["seriousness"] = {
-        "coding": [
-            coding(term.AE_SERIOUSNESS, seriousness, term.AE_SERIOUSNESS_DISPLAY[seriousness])
-        ]
-    }
+    seriousness = term.AE_SERIOUSNESS[e.serious]
+    r["seriousness"] = {"coding": [coding(term.AE_SERIOUSNESS_SYSTEM, seriousness, seriousness)]}
     r["severity"] = {
         "coding": [coding(term.AE_SEVERITY, e.severity, term.AE_SEVERITY_DISPLAY[e.severity])]
     }
@@ -93,7 +89,7 @@ def _adverse_event(r: dict[str, Any], index: FhirIndex) -> AdverseEvent:
         onset_on=date_part(r["date"]),
         resolved_on=extension_value(r, "ae-resolved-date"),
         severity=code_in(r["severity"], term.AE_SEVERITY),
-        serious=code_in(r["seriousness"], term.AE_SERIOUSNESS) == "serious",
+        serious=code_in(r["seriousness"], term.AE_SERIOUSNESS_SYSTEM) == term.AE_SERIOUSNESS[True],
         outcome=code_in(r["outcome"], term.AE_OUTCOME),
         causality=key_for(term.CAUSALITY, own_code(extension_value(r, "ae-causality"))),
         suspected_procedure_id=index.ref_key(

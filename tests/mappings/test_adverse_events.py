@@ -57,8 +57,8 @@ def mapped(row: AdverseEvent) -> dict[str, Any]:
             FLARE, "extension[url=ae-resolved-date].valueDate", "2020-02-09", id="resolved"
         ),
         pytest.param(FLARE, "severity.coding[0].code", "moderate", id="severity"),
-        pytest.param(FLARE, "seriousness.coding[0].code", "non-serious", id="not-serious"),
-        pytest.param(UNRELATED, "seriousness.coding[0].code", "serious", id="serious"),
+        pytest.param(FLARE, "seriousness.coding[0].code", "Non-serious", id="not-serious"),
+        pytest.param(UNRELATED, "seriousness.coding[0].code", "Serious", id="serious"),
         pytest.param(FLARE, "outcome.coding[0].code", "resolved", id="outcome"),
         pytest.param(
             FLARE,

@@ -1,0 +1,218 @@
+"""The conformance resources a validation run knows: the project's package, any ``--ig`` packages or
+folders, and the R4 base; with ValueSet expansion and code lookup."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir_admsc import terminology as term
+from fhir_admsc.errors import ConfigurationError
+from fhir_admsc.validation import definitions
+
+CORE = "http://hl7.org/fhir/StructureDefinition/"
+
+# Format rules for external code systems that cannot be enumerated offline.
+_LOINC = re.compile(r"\d{1,7}-\d")
+_SNOMED = re.compile(r"[1-9]\d{5,17}")
+_RXNORM = re.compile(r"\d{1,10}")
+
+
+def _verhoeff_ok(number: str) -> bool:
+    d = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ]
+    p = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ]
+    check = 0
+    for i, digit in enumerate(reversed(number)):
+        check = d[check][p[i % 8][int(digit)]]
+    return check == 0
+
+
+def _loinc_ok(code: str) -> bool:
+    body, check = code.split("-")
+    total = 0
+    for i, digit in enumerate(reversed(body)):
+        value = int(digit) * (2 if i % 2 == 0 else 1)
+        total += value // 10 + value % 10
+    return (10 - total % 10) % 10 == int(check)
+
+
+def external_code_problem(system: str, code: str) -> str | None:
+    """Why ``code`` cannot be a code of an external system checked by format, or None."""
+    if system == term.LOINC and not (_LOINC.fullmatch(code) and _loinc_ok(code)):
+        return "is not a LOINC code (digits, '-', check digit)"
+    if system == term.SNOMED and not (_SNOMED.fullmatch(code) and _verhoeff_ok(code)):
+        return "is not a SNOMED CT identifier (6-18 digits with a Verhoeff check digit)"
+    if system == term.RXNORM and not _RXNORM.fullmatch(code):
+        return "is not an RxNorm concept id (digits)"
+    return None
+
+
+def _strip_version(url: str) -> str:
+    return url.split("|", 1)[0]
+
+
+class Catalog:
+    """StructureDefinitions, ValueSets and CodeSystems by canonical URL."""
+
+    def __init__(self, resources: Iterable[dict[str, Any]]) -> None:
+        self.structures: dict[str, dict[str, Any]] = {}
+        self.value_sets: dict[str, dict[str, Any]] = {}
+        self.code_systems: dict[str, dict[str, Any]] = {}
+        self.canonical_bases: set[str] = set()
+        for resource in resources:
+            self.add(resource)
+
+    def add(self, resource: dict[str, Any]) -> None:
+        table = {
+            "StructureDefinition": self.structures,
+            "ValueSet": self.value_sets,
+            "CodeSystem": self.code_systems,
+        }.get(resource.get("resourceType", ""))
+        if table is not None and "url" in resource:
+            table[resource["url"]] = resource
+            self.canonical_bases.add(resource["url"].rsplit("/", 2)[0])
+
+    def structure(self, url: str) -> dict[str, Any] | None:
+        return self.structures.get(_strip_version(url))
+
+    def is_core(self, url: str) -> bool:
+        return _strip_version(url).startswith(CORE)
+
+    def expansion(self, url: str) -> frozenset[tuple[str, str]] | None:
+        """(system, code) pairs of a ValueSet, or None when it cannot be enumerated offline."""
+        return _expand(self, _strip_version(url))
+
+    def code_system_codes(self, system: str) -> frozenset[str] | None:
+        """Every code of a complete CodeSystem this run knows (loaded or R4 base), or None."""
+        cs = self.code_systems.get(system)
+        if cs is None:
+            return definitions.code_system_codes(system)
+        if cs.get("content") != "complete":
+            return None
+        return frozenset(_concept_codes(cs.get("concept", [])))
+
+    def display(self, system: str, code: str) -> str | None:
+        cs = self.code_systems.get(system)
+        for concept in _concepts(cs.get("concept", []) if cs else []):
+            if concept.get("code") == code:
+                return concept.get("display")
+        return None
+
+
+def _concepts(concepts: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for concept in concepts:
+        yield concept
+        yield from _concepts(concept.get("concept", []))
+
+
+def _concept_codes(concepts: list[dict[str, Any]]) -> Iterable[str]:
+    return (c["code"] for c in _concepts(concepts))
+
+
+def _expand(
+    catalog: Catalog, url: str, seen: frozenset[str] = frozenset()
+) -> frozenset[tuple[str, str]] | None:
+    vs = catalog.value_sets.get(url)
+    if vs is None:
+        return definitions.expansion(url)
+    if url in seen:
+        return None
+    codes: set[tuple[str, str]] = set()
+    compose = vs.get("compose", {})
+    for part, sign in ((compose.get("include", []), 1), (compose.get("exclude", []), -1)):
+        for include in part:
+            if include.get("filter"):
+                return None
+            system = include.get("system")
+            found: set[tuple[str, str]] = set()
+            if include.get("concept"):
+                found = {(system, c["code"]) for c in include["concept"]}
+            elif system:
+                all_codes = catalog.code_system_codes(system)
+                if all_codes is None:
+                    return None
+                found = {(system, c) for c in all_codes}
+            for imported in include.get("valueSet", []):
+                more = _expand(catalog, _strip_version(imported), seen | {url})
+                if more is None:
+                    return None
+                found = (found & more) if found else set(more)
+            codes = codes | found if sign > 0 else codes - found
+    return frozenset(codes)
+
+
+@cache
+def project_catalog() -> Catalog:
+    """The catalog of the project's own published conformance resources."""
+    from fhir_admsc.conformance import load_resources
+
+    return Catalog(load_resources())
+
+
+def load_ig(path: Path) -> list[dict[str, Any]]:
+    """Conformance resources from a FHIR NPM package (.tgz) or a folder of JSON files."""
+    if path.is_dir():
+        resources = []
+        for file in sorted(path.rglob("*.json")):
+            resources.extend(_conformance_json(file.read_bytes(), str(file)))
+        return resources
+    if not path.is_file():
+        raise ConfigurationError(f"--ig {path}: no such package file or folder")
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            resources = []
+            for member in tar.getmembers():
+                if (
+                    member.isfile()
+                    and member.name.endswith(".json")
+                    and not member.name.endswith(("package.json", ".index.json"))
+                ):
+                    data = tar.extractfile(member)
+                    if data is not None:
+                        resources.extend(_conformance_json(data.read(), f"{path}:{member.name}"))
+            return resources
+    except (tarfile.TarError, OSError) as e:
+        raise ConfigurationError(f"--ig {path}: not a FHIR package (.tgz): {e}") from None
+
+
+def _conformance_json(data: bytes, where: str) -> list[dict[str, Any]]:
+    try:
+        resource = json.load(io.BytesIO(data))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"{where}: not valid JSON: {e}") from None
+    kinds = {"StructureDefinition", "ValueSet", "CodeSystem"}
+    if isinstance(resource, dict) and resource.get("resourceType") in kinds:
+        return [resource]
+    if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+        return [
+            e["resource"]
+            for e in resource.get("entry", [])
+            if e.get("resource", {}).get("resourceType") in kinds
+        ]
+    return []

@@ -1,0 +1,898 @@
+"""The validation engine: structure, the R4 base rules, the profiles a resource claims, and the rules
+of a Bundle. Every check reports an Issue located by FHIRPath; nothing is printed."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from fhir_admsc.fhir import parse
+from fhir_admsc.validation import definitions
+from fhir_admsc.validation.catalog import Catalog, external_code_problem
+from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
+from fhir_admsc.validation.issues import Issue
+
+R4 = "fhir:R4"
+PRIMITIVES_JSON = {
+    "boolean": bool,
+    "integer": int,
+    "positiveInt": int,
+    "unsignedInt": int,
+    "decimal": (int, float),
+}
+# ElementDefinition properties that constrain nothing a validator checks.
+DOCUMENTATION = {
+    "id",
+    "path",
+    "short",
+    "definition",
+    "comment",
+    "requirements",
+    "alias",
+    "mustSupport",
+    "isModifier",
+    "isModifierReason",
+    "isSummary",
+    "mapping",
+    "example",
+    "meaningWhenMissing",
+    "label",
+    "code",
+    "orderMeaning",
+    "representation",
+    "base",
+    "extension",
+    "condition",
+}
+
+
+@dataclass
+class Node:
+    """A value in the instance with its FHIRPath location."""
+
+    value: Any
+    location: str
+
+
+@dataclass
+class Context:
+    """What one resource's checks share."""
+
+    resource: dict[str, Any]
+    issues: list[Issue] = field(default_factory=list)
+
+    def add(self, severity: str, code: str, message: str, location: str, rule: str = R4) -> None:
+        self.issues.append(
+            Issue(
+                severity,
+                code,
+                message,
+                location,
+                rule,  # type: ignore[arg-type]
+                resource=reference_of(self.resource),
+            )
+        )
+
+
+def reference_of(resource: dict[str, Any]) -> str | None:
+    if isinstance(resource, dict) and "resourceType" in resource:
+        return f"{resource['resourceType']}/{resource.get('id', '?')}"
+    return None
+
+
+def _type_suffix(code: str) -> str:
+    return code[0].upper() + code[1:]
+
+
+class Validator:
+    """Checks resources against the R4 base and the profiles of a Catalog."""
+
+    def __init__(self, catalog: Catalog, profiles: Iterable[str] = ()) -> None:
+        self.catalog = catalog
+        self.extra_profiles = list(profiles)
+        Evaluation.member_of = self._member_of
+
+    # -- one resource -------------------------------------------------------------------------
+
+    def validate(self, resource: Any, resolver: Resolver | None = None) -> list[Issue]:
+        """Every issue of one resource; locations start at its type (``Observation.status``)."""
+        Evaluation.resolver = resolver or Resolver()
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            return [
+                Issue("error", "structure", "is not a FHIR resource (no resourceType)", "$this", R4)
+            ]
+        kind = resource["resourceType"]
+        ctx = Context(resource)
+        if not definitions.is_resource_type(kind):
+            ctx.add("error", "structure", f"'{kind}' is not an R4 resource type", kind)
+            return ctx.issues
+        self._walk(ctx, resource, kind, kind, kind)
+        self._structure(ctx, resource)
+        claimed = list(resource.get("meta", {}).get("profile", []))
+        for url in [*claimed, *(p for p in self.extra_profiles if p not in claimed)]:
+            self._profile(ctx, url, [Node(resource, kind)], kind)
+        return ctx.issues
+
+    def _structure(self, ctx: Context, resource: dict[str, Any]) -> None:
+        """Layer 1: the fhir.resources model of the type, for what the walk does not cover."""
+        if resource["resourceType"] == "Bundle" and isinstance(resource.get("entry"), list):
+            # entries' resources are checked on their own; the Bundle model sees only the shell
+            resource = {
+                **resource,
+                "entry": [
+                    {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+                    for e in resource["entry"]
+                ],
+            }
+        try:
+            parse(resource)
+        except ValidationError as e:
+            known = {i.location for i in ctx.issues}
+            for detail in e.errors():
+                location = _pydantic_location(resource["resourceType"], detail["loc"])
+                if location in known or any(k.startswith(location + ".") for k in known):
+                    continue
+                ctx.add("error", "structure", _pydantic_message(detail), location)
+        except Exception as e:  # noqa: BLE001 - a model that cannot load is an engine problem
+            ctx.add(
+                "error", "processing", f"structure check failed: {e}", ctx.resource["resourceType"]
+            )
+
+    # -- the R4 base: walk every element with its definition ----------------------------------
+
+    def _walk(
+        self, ctx: Context, value: dict[str, Any], type_name: str, def_path: str, location: str
+    ) -> None:
+        """Check an element of complex type against the R4 base definitions, recursively."""
+        children = _children(type_name, def_path)
+        if not value:
+            ctx.add(
+                "error", "structure", "an element must have a value or children (ele-1)", location
+            )
+            return
+        seen: dict[str, int] = {}
+        for key, item in value.items():
+            if key == "resourceType" and location.count(".") == 0:
+                continue
+            if key.startswith("_"):
+                self._primitive_extension(ctx, item, f"{location}.{key[1:]}")
+                continue
+            match = _match_child(children, key)
+            if match is None:
+                ctx.add(
+                    "error",
+                    "structure",
+                    f"'{key}' is not an element of {def_path} in R4",
+                    f"{location}.{key}",
+                )
+                continue
+            element, type_code = match
+            name = element.path.rsplit(".", 1)[1]
+            seen[name] = seen.get(name, 0) + (len(item) if isinstance(item, list) else 1)
+            self._element(ctx, element, type_code, key, item, def_path, location)
+        for name, element in children.items():
+            if element.min > 0 and seen.get(name, 0) < element.min:
+                ctx.add(
+                    "error",
+                    "required",
+                    f"'{name.replace('[x]', '')}' is required (minimum {element.min})",
+                    f"{location}.{name.replace('[x]', '')}",
+                )
+        for constraint in _constraints(type_name, def_path):
+            self._invariant(ctx, constraint, value, location, type_name, R4)
+
+    def _element(
+        self,
+        ctx: Context,
+        element: definitions.ElementDef,
+        type_code: str,
+        key: str,
+        item: Any,
+        def_path: str,
+        location: str,
+    ) -> None:
+        name = element.path.rsplit(".", 1)[1]
+        step = f"{location}.{name.replace('[x]', '')}"
+        if name.endswith("[x]"):
+            step += f".ofType({type_code})"
+        if isinstance(item, list):
+            if element.max == "1":
+                ctx.add("error", "structure", f"'{key}' holds a list but allows one value", step)
+            elif not item:
+                ctx.add("error", "structure", "an empty list is not allowed (ele-1)", step)
+            nodes = [(v, f"{step}[{i}]") for i, v in enumerate(item)]
+        else:
+            if element.max == "*":
+                ctx.add("error", "structure", f"'{key}' must be a list (it repeats)", step)
+            nodes = [(item, step)]
+        if element.max not in ("*", "0", "1") and len(nodes) > int(element.max):
+            ctx.add("error", "structure", f"'{key}' allows at most {element.max} values", step)
+        if element.max == "0":
+            ctx.add("error", "structure", f"'{key}' is not allowed", step)
+        for value, where in nodes:
+            self._typed(ctx, element, type_code, value, where)
+
+    def _typed(
+        self, ctx: Context, element: definitions.ElementDef, type_code: str, value: Any, where: str
+    ) -> None:
+        if value is None or value == "" or value == {} or value == []:
+            ctx.add("error", "structure", "an element must have a value or children (ele-1)", where)
+            return
+        regex = definitions.primitive_regex(type_code)
+        is_primitive = type_code[0].islower() or type_code.startswith("http://")
+        if is_primitive:
+            self._primitive(ctx, type_code, regex, value, where)
+        elif type_code in ("BackboneElement", "Element") or element.content_reference:
+            if not isinstance(value, dict):
+                ctx.add("error", "structure", "must be an object", where)
+                return
+            inner = (element.content_reference or "").lstrip("#") or element.path
+            root = inner.split(".")[0]
+            self._walk(ctx, value, root, inner, where)
+        elif element.path == "Bundle.entry.resource":
+            return  # each entry's resource is checked on its own, with its own line
+        elif type_code == "Resource" or definitions.is_resource_type(type_code):
+            if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
+                for issue in self.validate(value, Evaluation.resolver):
+                    ctx.issues.append(
+                        Issue(
+                            issue.severity,
+                            issue.code,
+                            issue.message,
+                            f"{where}/*{reference_of(value)}*/"
+                            + issue.location[len(value["resourceType"]) :],
+                            issue.rule,
+                            reference_of(ctx.resource),
+                        )
+                    )
+            else:
+                ctx.add("error", "structure", "must be a resource (with resourceType)", where)
+        else:
+            if not isinstance(value, dict):
+                ctx.add("error", "structure", f"must be an object ({type_code})", where)
+                return
+            self._walk(ctx, value, type_code, type_code, where)
+            self._codes(ctx, type_code, value, where)
+        if element.binding is not None and element.binding.strength in ("required", "extensible"):
+            self._binding(
+                ctx,
+                element.binding.strength,
+                element.binding.value_set,
+                type_code,
+                value,
+                where,
+                R4,
+            )
+
+    def _primitive(
+        self, ctx: Context, type_code: str, regex: str | None, value: Any, where: str
+    ) -> None:
+        expected = PRIMITIVES_JSON.get(type_code, str)
+        if isinstance(value, bool) and type_code != "boolean" or not isinstance(value, expected):
+            ctx.add(
+                "error", "structure", f"{json.dumps(value)[:60]} is not a valid {type_code}", where
+            )
+            return
+        text = (
+            json.dumps(value)
+            if type_code == "decimal"
+            else str(value).lower()
+            if type_code == "boolean"
+            else str(value)
+        )
+        if regex and not re.fullmatch(regex, text):
+            ctx.add("error", "structure", f"'{text[:60]}' is not a valid {type_code}", where)
+        elif type_code in ("date", "dateTime", "instant") and not _calendar_ok(text):
+            ctx.add("error", "structure", f"'{text}' is not a calendar date", where)
+        elif type_code == "positiveInt" and value < 1:
+            ctx.add("error", "structure", f"{value} is not a positiveInt (>= 1)", where)
+
+    def _primitive_extension(self, ctx: Context, item: Any, where: str) -> None:
+        for i, value in enumerate(item if isinstance(item, list) else [item]):
+            if value is not None:
+                here = f"{where}[{i}]" if isinstance(item, list) else where
+                self._walk(ctx, value, "Element", "Element", here)
+
+    def _codes(self, ctx: Context, type_code: str, value: dict[str, Any], where: str) -> None:
+        """Codings of known code systems must exist there; external ones must be well-formed."""
+        if type_code != "Coding" or "system" not in value or "code" not in value:
+            return
+        system, code = value["system"], value["code"]
+        problem = external_code_problem(system, code)
+        if problem:
+            ctx.add("error", "code-invalid", f"'{code}' {problem}", f"{where}.code")
+            return
+        codes = self.catalog.code_system_codes(system)
+        if codes is not None and code not in codes:
+            ctx.add("error", "code-invalid", f"'{code}' is not a code of {system}", f"{where}.code")
+        elif codes is not None and "display" in value:
+            display = self.catalog.display(system, code)
+            if display is not None and display != value["display"]:
+                ctx.add(
+                    "warning",
+                    "value",
+                    f"display '{value['display']}' differs from '{display}' for {system}#{code}",
+                    f"{where}.display",
+                )
+
+    # -- bindings and invariants --------------------------------------------------------------
+
+    def _member_of(self, value: Any, url: str) -> bool | None:
+        codes = self.catalog.expansion(url)
+        if codes is None:
+            return None
+        return bool(_codes_in(value, codes))
+
+    def _binding(
+        self,
+        ctx: Context,
+        strength: str,
+        url: str,
+        type_code: str,
+        value: Any,
+        where: str,
+        rule: str,
+    ) -> None:
+        if type_code not in ("code", "Coding", "CodeableConcept", "Quantity", "string", "uri"):
+            return
+        codes = self.catalog.expansion(url)
+        if codes is None:
+            if strength == "required" and not self.catalog.is_core(url) and rule != R4:
+                ctx.add(
+                    "warning",
+                    "not-supported",
+                    f"cannot check the binding to {url}: the "
+                    "ValueSet is not available or cannot be expanded offline",
+                    where,
+                    rule,
+                )
+            return
+        candidates = _coded_values(type_code, value)
+        if candidates is None:
+            return
+        if not candidates:
+            if strength == "required" and type_code == "CodeableConcept":
+                ctx.add(
+                    "error",
+                    "code-invalid",
+                    f"has no coding from the required ValueSet {url}",
+                    where,
+                    rule,
+                )
+            return
+        if not _codes_in(value, codes, type_code):
+            shown = ", ".join(f"{s}#{c}" if s else c for s, c in candidates)[:200]
+            expected = ""
+            if len(codes) <= 12:
+                expected = f" (expected one of: {', '.join(sorted(c for _, c in codes))})"
+            severity = "error" if strength == "required" else "warning"
+            ctx.add(
+                severity,
+                "code-invalid",
+                f"'{shown}' is not in the {strength} ValueSet {url}{expected}",
+                where,
+                rule,
+            )
+
+    def _invariant(
+        self, ctx: Context, constraint: Any, node: Any, location: str, type_name: str, rule: str
+    ) -> None:
+        key = constraint.key if hasattr(constraint, "key") else constraint["key"]
+        expression = (
+            constraint.expression
+            if hasattr(constraint, "expression")
+            else constraint.get("expression")
+        )
+        human = constraint.human if hasattr(constraint, "human") else constraint.get("human", "")
+        severity = (
+            constraint.severity
+            if hasattr(constraint, "severity")
+            else constraint.get("severity", "error")
+        )
+        if key in SKIPPED_INVARIANTS or not expression:
+            return
+        try:
+            ok = holds(expression, node, ctx.resource, type_name)
+        except FhirPathError as e:
+            ctx.add(
+                "error",
+                "not-supported",
+                f"invariant {key} cannot be checked: {e}",
+                location,
+                f"{rule}#{key}",
+            )
+            return
+        if not ok:
+            ctx.add(
+                severity, "invariant", f"rule {key} not met: {human}", location, f"{rule}#{key}"
+            )
+
+    # -- profiles -----------------------------------------------------------------------------
+
+    def _profile(self, ctx: Context, url: str, roots: list[Node], type_name: str) -> None:
+        """Check ``roots`` (the resource, or the extensions of a slice) against a profile chain."""
+        sd = self.catalog.structure(url)
+        if sd is None:
+            if self.catalog.is_core(url):
+                return
+            ctx.add(
+                "error",
+                "not-found",
+                f"claims conformance to {url}, which is not loaded (give its package with --ig)",
+                roots[0].location if roots else type_name,
+                url,
+            )
+            return
+        if sd.get("type") != type_name:
+            ctx.add(
+                "error",
+                "structure",
+                f"profile {url} is for {sd.get('type')}, not {type_name}",
+                roots[0].location if roots else type_name,
+                url,
+            )
+            return
+        parent = sd.get("baseDefinition", "")
+        if parent and not self.catalog.is_core(parent):
+            self._profile(ctx, parent, roots, type_name)
+        if "differential" not in sd:
+            ctx.add("error", "not-supported", f"profile {url} has no differential", type_name, url)
+            return
+        for element in sd["differential"].get("element", []):
+            self._profile_element(ctx, sd, element, roots)
+
+    def _profile_element(
+        self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], roots: list[Node]
+    ) -> None:
+        url = sd["url"]
+        element_id = element.get("id") or element["path"]
+        rule = f"{url}#{element_id}"
+        unsupported = (
+            set(element)
+            - DOCUMENTATION
+            - {
+                "sliceName",
+                "min",
+                "max",
+                "type",
+                "binding",
+                "constraint",
+                "slicing",
+                "contentReference",
+                "maxLength",
+            }
+            - {k for k in element if k.startswith(("fixed", "pattern", "minValue", "maxValue"))}
+        )
+        if unsupported:
+            ctx.add(
+                "error",
+                "not-supported",
+                f"profile feature(s) {sorted(unsupported)} of "
+                f"{element_id} are not supported by this validator",
+                roots[0].location if roots else element_id,
+                rule,
+            )
+            return
+        slicing = element.get("slicing")
+        if slicing and not _supported_slicing(element, slicing):
+            ctx.add(
+                "error",
+                "not-supported",
+                f"slicing of {element_id} by "
+                f"{slicing.get('discriminator')} is not supported by this validator",
+                roots[0].location if roots else element_id,
+                rule,
+            )
+        parts = element_id.split(".")
+        path = parts[1:]
+        parents = _select(sd, roots, path[:-1])
+        if len(parts) == 1:
+            for node in roots:
+                for constraint in element.get("constraint", []):
+                    self._invariant(
+                        ctx,
+                        constraint,
+                        node.value,
+                        node.location,
+                        parts[0],
+                        constraint.get("source", url),
+                    )
+            return
+        last = parts[-1]
+        for parent in parents:
+            nodes = _select(sd, [parent], path, start=len(path) - 1)
+            minimum, maximum = element.get("min"), element.get("max")
+            where = f"{parent.location}.{_step_name(last)}"
+            if minimum is not None and len(nodes) < minimum:
+                ctx.add(
+                    "error",
+                    "required",
+                    f"{_describe(last)} is required by profile "
+                    f"{sd.get('name', url)} (minimum {minimum}, found {len(nodes)})",
+                    where,
+                    rule,
+                )
+            if maximum not in (None, "*") and len(nodes) > int(maximum):
+                ctx.add(
+                    "error",
+                    "structure",
+                    f"{_describe(last)} allows at most {maximum} "
+                    f"(found {len(nodes)}) in profile {sd.get('name', url)}",
+                    where,
+                    rule,
+                )
+            for node in nodes:
+                self._constrain(ctx, sd, element, node, rule)
+
+    def _constrain(
+        self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], node: Node, rule: str
+    ) -> None:
+        type_code = _node_type(node)
+        for key, expected in element.items():
+            if key.startswith("fixed") and node.value != expected:
+                ctx.add(
+                    "error", "value", f"must be exactly {json.dumps(expected)}", node.location, rule
+                )
+            elif key.startswith("pattern") and not _matches_pattern(node.value, expected):
+                ctx.add(
+                    "error",
+                    "value",
+                    f"must match the pattern {json.dumps(expected)}",
+                    node.location,
+                    rule,
+                )
+            elif key.startswith("minValue") and _compare(node.value) < _compare(expected):
+                ctx.add("error", "value", f"must be at least {expected}", node.location, rule)
+            elif key.startswith("maxValue") and _compare(node.value) > _compare(expected):
+                ctx.add("error", "value", f"must be at most {expected}", node.location, rule)
+        if (
+            "maxLength" in element
+            and isinstance(node.value, str)
+            and len(node.value) > element["maxLength"]
+        ):
+            ctx.add("error", "value", f"is longer than {element['maxLength']}", node.location, rule)
+        types = element.get("type", [])
+        allowed = {t["code"] for t in types}
+        if (
+            allowed
+            and type_code is not None
+            and type_code not in allowed
+            and element["path"].endswith("[x]")
+        ):
+            ctx.add(
+                "error",
+                "structure",
+                f"type {type_code} is not allowed here (allowed: {', '.join(sorted(allowed))})",
+                node.location,
+                rule,
+            )
+        for t in types:
+            if t["code"] == "Reference" and t.get("targetProfile"):
+                self._reference_target(ctx, node, t["targetProfile"], rule)
+            if t["code"] == "Extension" and t.get("profile") and ":" in element.get("id", ""):
+                for profile in t["profile"]:
+                    self._profile(ctx, profile, [Node(node.value, node.location)], "Extension")
+        if "binding" in element:
+            binding = element["binding"]
+            if binding.get("strength") in ("required", "extensible") and binding.get("valueSet"):
+                self._binding(
+                    ctx,
+                    binding["strength"],
+                    binding["valueSet"],
+                    type_code or _guess_type(node.value),
+                    node.value,
+                    node.location,
+                    rule,
+                )
+        for constraint in element.get("constraint", []):
+            self._invariant(
+                ctx,
+                constraint,
+                node.value,
+                node.location,
+                type_code or "Element",
+                constraint.get("source", sd["url"]),
+            )
+
+    def _reference_target(self, ctx: Context, node: Node, targets: list[str], rule: str) -> None:
+        reference = node.value.get("reference") if isinstance(node.value, dict) else None
+        if not isinstance(reference, str) or reference.startswith("#"):
+            return
+        resolved = Evaluation.resolver(reference)
+        target_type = resolved["resourceType"] if resolved else _reference_type(reference)
+        if target_type is None:
+            return
+        types = set()
+        for target in targets:
+            sd = self.catalog.structure(target)
+            types.add(sd["type"] if sd else target.rsplit("/", 1)[-1])
+        if "Resource" not in types and target_type not in types:
+            ctx.add(
+                "error",
+                "structure",
+                f"refers to a {target_type}, but only {', '.join(sorted(types))} is allowed",
+                node.location,
+                rule,
+            )
+
+    # -- extensions anywhere -------------------------------------------------------------------
+
+    def check_extensions(self, resource: dict[str, Any]) -> list[Issue]:
+        """Extensions the profiles do not slice: known ones are checked against their
+        definition and context, unknown ones in a loaded namespace are errors."""
+        ctx = Context(resource)
+        kind = resource.get("resourceType", "")
+        for node in _extensions(resource, kind):
+            url = node.value.get("url") if isinstance(node.value, dict) else None
+            if not isinstance(url, str):
+                continue
+            sd = self.catalog.structure(url)
+            if sd is None:
+                if not self.catalog.is_core(url) and any(
+                    url.startswith(b) for b in self.catalog.canonical_bases
+                ):
+                    ctx.add(
+                        "error",
+                        "not-found",
+                        f"extension {url} is not defined in the loaded packages",
+                        node.location,
+                        url,
+                    )
+                continue
+            contexts = [c.get("expression", "") for c in sd.get("context", [])]
+            top = node.location.split(".")[0] if node.location.count(".") == 1 else None
+            if (
+                top
+                and contexts
+                and not any(c in (kind, "Element", "Resource", "DomainResource") for c in contexts)
+            ):
+                ctx.add(
+                    "error",
+                    "structure",
+                    f"extension {url} is not allowed on {kind} (context: {', '.join(contexts)})",
+                    node.location,
+                    url,
+                )
+            self._profile(ctx, url, [node], "Extension")
+        return ctx.issues
+
+
+SKIPPED_INVARIANTS = {
+    # ele-1 is checked natively (empty values); the narrative checks need an XHTML engine.
+    "ele-1",
+    "txt-1",
+    "txt-2",
+    # dom-6 is a best-practice guideline (resources should carry narrative); exports carry none on
+    # purpose: a narrative would repeat the data, and could repeat it wrongly.
+    "dom-6",
+}
+
+
+def _calendar_ok(text: str) -> bool:
+    from datetime import date
+
+    parts = text[:10].split("-")
+    if len(parts) < 3:
+        return True
+    try:
+        date(int(parts[0]), int(parts[1]), int(parts[2]))
+    except ValueError:
+        return False
+    return True
+
+
+def _children(type_name: str, def_path: str) -> dict[str, definitions.ElementDef]:
+    return _children_index(type_name).get(def_path, {})
+
+
+_CHILDREN_CACHE: dict[str, dict[str, dict[str, definitions.ElementDef]]] = {}
+
+
+def _children_index(type_name: str) -> dict[str, dict[str, definitions.ElementDef]]:
+    index = _CHILDREN_CACHE.get(type_name)
+    if index is None:
+        index = {}
+        for element in definitions.base_elements(type_name)[1:]:
+            parent, name = element.path.rsplit(".", 1)
+            index.setdefault(parent, {})[name] = element
+        _CHILDREN_CACHE[type_name] = index
+    return index
+
+
+def _constraints(type_name: str, def_path: str) -> tuple[Any, ...]:
+    for element in definitions.base_elements(type_name):
+        if element.path == def_path:
+            return element.constraints
+    return ()
+
+
+def _match_child(
+    children: dict[str, definitions.ElementDef], key: str
+) -> tuple[definitions.ElementDef, str] | None:
+    element = children.get(key)
+    if element is not None and not element.path.endswith("[x]"):
+        return element, element.types[0].code if element.types else "BackboneElement"
+    for name, element in children.items():
+        if name.endswith("[x]") and key.startswith(name[:-3]):
+            suffix = key[len(name) - 3 :]
+            for t in element.types:
+                if _type_suffix(t.code) == suffix:
+                    return element, t.code
+    return None
+
+
+def _select(sd: dict[str, Any], roots: list[Node], parts: list[str], start: int = 0) -> list[Node]:
+    """The nodes that element id ``<type>.<parts>`` of ``sd`` names, walking ``parts[start:]``
+    from ``roots``; an extension slice keeps the extensions whose url is its profile's."""
+    nodes = roots
+    for depth in range(start, len(parts)):
+        part = parts[depth]
+        name, _, slice_name = part.partition(":")
+        found: list[Node] = []
+        for node in nodes:
+            if not isinstance(node.value, dict):
+                continue
+            if name.endswith("[x]"):
+                prefix = name[:-3]
+                for key, value in node.value.items():
+                    if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1].isupper():
+                        found.extend(
+                            _as_nodes(
+                                value,
+                                f"{node.location}.{prefix}.ofType("
+                                f"{_type_code(key[len(prefix) :])})",
+                            )
+                        )
+            elif name in node.value:
+                found.extend(_as_nodes(node.value[name], f"{node.location}.{name}"))
+        if slice_name:
+            element_id = ".".join([sd["type"], *parts[: depth + 1]])
+            url = _slice_urls(sd).get(element_id)
+            found = [n for n in found if isinstance(n.value, dict) and n.value.get("url") == url]
+        nodes = found
+    return nodes
+
+
+def _slice_urls(sd: dict[str, Any]) -> dict[str, str]:
+    """Element id -> extension url, for every extension slice of a profile (cached on it)."""
+    cached = sd.get("_sliceUrls")
+    if cached is None:
+        cached = {}
+        for element in sd.get("differential", {}).get("element", []):
+            types = element.get("type", [])
+            if element.get("sliceName") and types and types[0].get("profile"):
+                cached[element["id"]] = types[0]["profile"][0]
+        sd["_sliceUrls"] = cached
+    return cached
+
+
+def _type_code(suffix: str) -> str:
+    primitive = suffix[0].lower() + suffix[1:]
+    return (
+        primitive
+        if definitions.primitive_regex(primitive) is not None
+        or primitive in ("string", "boolean", "markdown", "xhtml")
+        else suffix
+    )
+
+
+def _as_nodes(value: Any, location: str) -> list[Node]:
+    if isinstance(value, list):
+        return [Node(v, f"{location}[{i}]") for i, v in enumerate(value)]
+    return [Node(value, location)]
+
+
+def _step_name(part: str) -> str:
+    name, _, slice_name = part.partition(":")
+    return name.replace("[x]", "")
+
+
+def _describe(part: str) -> str:
+    name, _, slice_name = part.partition(":")
+    return f"extension slice '{slice_name}'" if slice_name else f"'{name.replace('[x]', '')}'"
+
+
+def _node_type(node: Node) -> str | None:
+    match = re.search(r"\.ofType\((\w+)\)(\[\d+\])?$", node.location)
+    return match.group(1) if match else None
+
+
+def _guess_type(value: Any) -> str:
+    if isinstance(value, str):
+        return "code"
+    if isinstance(value, dict) and "coding" in value or isinstance(value, dict) and "text" in value:
+        return "CodeableConcept"
+    if isinstance(value, dict) and "code" in value and "value" not in value:
+        return "Coding"
+    return "Quantity" if isinstance(value, dict) else "unknown"
+
+
+def _coded_values(type_code: str, value: Any) -> list[tuple[str | None, str]] | None:
+    if type_code in ("code", "string", "uri"):
+        return [(None, value)] if isinstance(value, str) else None
+    if not isinstance(value, dict):
+        return None
+    if type_code in ("Coding", "Quantity"):
+        return [(value.get("system"), value["code"])] if "code" in value else []
+    if type_code == "CodeableConcept":
+        return [(c.get("system"), c["code"]) for c in value.get("coding", []) if "code" in c]
+    return None
+
+
+def _codes_in(value: Any, codes: frozenset[tuple[str, str]], type_code: str | None = None) -> bool:
+    if isinstance(value, str):
+        return any(code == value for _, code in codes)
+    if not isinstance(value, dict):
+        return False
+    if "coding" in value or type_code == "CodeableConcept":
+        return any((c.get("system"), c.get("code")) in codes for c in value.get("coding", []))
+    return (value.get("system"), value.get("code")) in codes
+
+
+def _matches_pattern(value: Any, pattern: Any) -> bool:
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            k in value and _matches_pattern(value[k], v) for k, v in pattern.items()
+        )
+    if isinstance(pattern, list):
+        return isinstance(value, list) and all(
+            any(_matches_pattern(item, p) for item in value) for p in pattern
+        )
+    return value == pattern
+
+
+def _compare(value: Any) -> Any:
+    return value.get("value") if isinstance(value, dict) else value
+
+
+def _supported_slicing(element: dict[str, Any], slicing: dict[str, Any]) -> bool:
+    discriminators = slicing.get("discriminator", [])
+    return element["path"].endswith(".extension") and discriminators == [
+        {"type": "value", "path": "url"}
+    ]
+
+
+def _reference_type(reference: str) -> str | None:
+    parts = reference.split("/_history")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and definitions.is_resource_type(parts[-2]):
+        return parts[-2]
+    return None
+
+
+def _extensions(value: Any, location: str) -> Iterator[Node]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("extension", "modifierExtension") and isinstance(item, list):
+                for i, ext in enumerate(item):
+                    yield Node(ext, f"{location}.{key}[{i}]")
+                    yield from _extensions(ext, f"{location}.{key}[{i}]")
+            elif key not in ("contained",) and isinstance(item, dict | list):
+                yield from _extensions(item, f"{location}.{key.lstrip('_')}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _extensions(item, f"{location}[{i}]")
+
+
+def _pydantic_location(resource_type: str, loc: tuple[Any, ...]) -> str:
+    path = resource_type
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "__root__":
+            path += f".{part}"
+    return path
+
+
+def _pydantic_message(detail: dict[str, Any]) -> str:
+    if detail["type"] == "missing":
+        return "is required"
+    message = detail["msg"].removeprefix("Value error, ")
+    value = detail.get("input")
+    if isinstance(value, str | int | float | bool):
+        return f"{json.dumps(value)[:60]}: {message}"
+    return message

@@ -1,0 +1,96 @@
+"""FHIRPath for invariants: fhirpathpy with the R4 model, each expression compiled once, and the
+functions fhirpathpy lacks (``hasValue``, ``resolve`` within the checked resources, ``memberOf``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import fhirpathpy
+from fhirpathpy.engine.nodes import ResourceNode
+from fhirpathpy.models import models
+
+_MODEL = models["r4"]
+
+
+class Resolver:
+    """Resolves references to resources among those being validated together."""
+
+    def __init__(self, resources: dict[str, dict[str, Any]] | None = None) -> None:
+        self.resources = resources or {}
+
+    def __call__(self, reference: str) -> dict[str, Any] | None:
+        if reference in self.resources:
+            return self.resources[reference]
+        tail = "/".join(reference.split("/_history")[0].rstrip("/").split("/")[-2:])
+        return self.resources.get(tail)
+
+
+class Evaluation:
+    """The per-run state FHIRPath functions need: the resolver and the ValueSet membership test."""
+
+    resolver: Resolver = Resolver()
+    member_of: Callable[[Any, str], bool | None] = staticmethod(lambda value, url: None)
+
+
+def _has_value(inputs: list[Any]) -> list[bool]:
+    return [len(inputs) == 1 and not isinstance(inputs[0], dict | list) and inputs[0] is not None]
+
+
+def _resolve(inputs: list[Any]) -> list[Any]:
+    out = []
+    for item in inputs:
+        reference = item.get("reference") if isinstance(item, dict) else item
+        if isinstance(reference, str):
+            found = Evaluation.resolver(reference)
+            if found is not None:
+                out.append(ResourceNode.create_node(found, found["resourceType"]))
+    return out
+
+
+def _member_of(inputs: list[Any], url: Any) -> list[bool]:
+    url = url[0] if isinstance(url, list) and url else url
+    results = [Evaluation.member_of(item, url) for item in inputs]
+    return [] if not results or None in results else [all(results)]
+
+
+_FUNCTIONS = {
+    "hasValue": {"fn": _has_value, "arity": {0: []}},
+    "resolve": {"fn": _resolve, "arity": {0: []}},
+    "memberOf": {"fn": _member_of, "arity": {1: ["String"]}},
+}
+
+
+def _quiet(*_: Any) -> None:
+    """trace() output of base invariants (ref-1 uses it) is not for users."""
+
+
+class FhirPathError(Exception):
+    """An expression could not be compiled or evaluated."""
+
+
+@cache
+def compiled(expression: str) -> Callable[..., list[Any]]:
+    """The compiled expression; raises FhirPathError when fhirpathpy cannot parse it."""
+    try:
+        return fhirpathpy.compile(
+            expression, _MODEL, {"userInvocationTable": _FUNCTIONS, "traceFn": _quiet}
+        )
+    except Exception as e:  # noqa: BLE001 - fhirpathpy raises many kinds; report as one
+        raise FhirPathError(f"cannot compile {expression!r}: {e}") from None
+
+
+def holds(
+    expression: str, node: Any, resource: dict[str, Any], root_type: str | None = None
+) -> bool:
+    """Whether the invariant ``expression`` is true on ``node`` (empty counts as false)."""
+    function = compiled(expression)
+    target = node
+    if root_type is not None and isinstance(node, dict):
+        target = ResourceNode.create_node(node, root_type)
+    try:
+        result = function(target, {"resource": resource, "rootResource": resource})
+    except Exception as e:  # noqa: BLE001
+        raise FhirPathError(f"cannot evaluate {expression!r}: {e}") from None
+    return result == [True]

@@ -1,0 +1,132 @@
+"""Read what is to be validated: JSON resources and Bundles, NDJSON files, folders of them;
+each resource with the file and line it starts on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fhir_admsc.validation.issues import Issue
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
+
+@dataclass
+class Document:
+    """One input document: a resource or Bundle from a JSON file, or one NDJSON line."""
+
+    source: str
+    line: int
+    value: Any
+    entry_lines: list[int] | None = None  # for a Bundle: the line of each entry's resource
+
+
+def read_documents(path: Path) -> Iterator[Document | Issue]:
+    """The documents of a file or folder (``*.json`` and ``*.ndjson``); unreadable ones as Issues."""
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.suffix in (".json", ".ndjson") and p.is_file()
+        )
+        for file in files:
+            yield from _read_file(file)
+    elif path.is_file():
+        yield from _read_file(path)
+    else:
+        yield Issue("fatal", "not-found", "no such file or folder", str(path), source=str(path))
+
+
+def _read_file(path: Path) -> Iterator[Document | Issue]:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        yield Issue("fatal", "structure", f"cannot be read: {e}", "$this", source=name)
+        return
+    if path.suffix == ".ndjson":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield Document(name, number, json.loads(line))
+            except json.JSONDecodeError as e:
+                yield Issue(
+                    "fatal",
+                    "structure",
+                    f"is not valid JSON: {e.msg} (column {e.colno})",
+                    "$this",
+                    source=name,
+                    line=number,
+                )
+        return
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        yield Issue(
+            "fatal",
+            "structure",
+            f"is not valid JSON: {e.msg} (column {e.colno})",
+            "$this",
+            source=name,
+            line=e.lineno,
+        )
+        return
+    start = len(text) - len(text.lstrip(_WHITESPACE + "\ufeff"))
+    entry_lines = None
+    if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+        entry_lines = _entry_lines(text, start)
+    yield Document(name, text.count("\n", 0, start) + 1, value, entry_lines)
+
+
+def _skip(text: str, at: int) -> int:
+    while at < len(text) and text[at] in _WHITESPACE:
+        at += 1
+    return at
+
+
+def _entry_lines(text: str, at: int) -> list[int]:
+    """Line of ``entry[i].resource`` for each entry of the Bundle object starting at ``at``."""
+    lines: list[int] = []
+    offsets = _object_members(text, at, "entry")
+    if offsets is None:
+        return lines
+    at = _skip(text, offsets)
+    if text[at] != "[":
+        return lines
+    at = _skip(text, at + 1)
+    line, counted = 1, 0
+    while at < len(text) and text[at] != "]":
+        resource = _object_members(text, at, "resource")
+        if resource is None:
+            lines.append(0)
+        else:
+            line += text.count("\n", counted, resource)
+            counted = resource
+            lines.append(line)
+        _, end = _DECODER.raw_decode(text, at)
+        at = _skip(text, end)
+        if at < len(text) and text[at] == ",":
+            at = _skip(text, at + 1)
+    return lines
+
+
+def _object_members(text: str, at: int, wanted: str) -> int | None:
+    """The offset of member ``wanted``'s value in the JSON object at ``at``, if present."""
+    at = _skip(text, at)
+    if at >= len(text) or text[at] != "{":
+        return None
+    at = _skip(text, at + 1)
+    while at < len(text) and text[at] != "}":
+        key, at = _DECODER.raw_decode(text, at)
+        at = _skip(text, at)
+        at = _skip(text, at + 1)  # the colon
+        if key == wanted:
+            return at
+        _, at = _DECODER.raw_decode(text, at)
+        at = _skip(text, at)
+        if text[at] == ",":
+            at = _skip(text, at + 1)
+    return None

@@ -1,0 +1,56 @@
+"""The validator against its corpus: every broken case is caught at the right place by the right
+rule, and every clean case passes."""
+
+from __future__ import annotations
+
+import pytest
+
+from fhir_admsc.validation.issues import Issue, at_least
+from fhir_admsc.validation.run import validate_resources
+from tests.validation.corpus import CASES, Case
+
+CLEAN = [c for c in CASES if c.kind == "clean"]
+BROKEN = [c for c in CASES if c.kind != "clean"]
+
+
+def errors_of(case: Case) -> list[Issue]:
+    return at_least(validate_resources([case.document()]), "error")
+
+
+@pytest.mark.parametrize("case", CLEAN, ids=[c.id for c in CLEAN])
+def test_clean_cases_pass(case: Case) -> None:
+    assert errors_of(case) == []
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=[c.id for c in BROKEN])
+def test_each_broken_case_is_caught_where_and_by_what_it_should(case: Case) -> None:
+    errors = errors_of(case)
+    assert errors, "no error reported"
+    matching = [
+        e for e in errors if e.location.endswith(case.location) and e.rule.endswith(case.rule)
+    ]
+    assert matching, "\n".join(str(e) for e in errors)
+
+
+def test_corpus_covers_every_rule_kind() -> None:
+    kinds = {c.kind for c in BROKEN}
+    assert kinds >= {
+        "structure",
+        "cardinality",
+        "pattern",
+        "fixed",
+        "binding",
+        "type",
+        "reference",
+        "extension-slice",
+        "extension-definition",
+        "invariant",
+        "profile",
+        "code-system",
+        "code-format",
+        "base-binding",
+        "base-invariant",
+        "bundle",
+        "study-invariant",
+        "study-rule",
+    }
