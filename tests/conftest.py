@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,23 @@ def _no_fhir_admsc_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("FHIR_ADMSC_"):
             monkeypatch.delenv(name)
+
+
+NODE = Path(__file__).parent / "node"
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """The test suite's Node packages (tests/node/package-lock.json), installed once if missing."""
+    installed = NODE / "node_modules" / ".package-lock.json"
+    lock = NODE / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run(
+            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--silent"],
+            cwd=NODE,
+            check=True,
+        )
+    return NODE / "node_modules"
 
 
 @pytest.fixture(scope="session")
