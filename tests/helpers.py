@@ -23,3 +23,40 @@ def set_cell(folder: Path, file: str, index: int, column: str, value: str) -> in
     rows[index][header.index(column)] = value
     write_rows(folder / file, header, rows)
     return index + 2
+
+
+def scaled_study(study, copies: int):
+    """``copies`` copies of a study's participants under new ids (P01 -> P01-003, and likewise
+    procedure, lot, event and report ids): a large study that keeps every cross-table rule."""
+    from fhir_admsc.study import Study
+
+    renamed = {
+        "participant_id",
+        "procedure_id",
+        "product_lot",
+        "harvest_procedure_id",
+        "event_id",
+        "suspected_procedure_id",
+        "report_id",
+    }
+    tables: dict[str, list] = {}
+    for attribute in (
+        "participants",
+        "visits",
+        "procedures",
+        "outcomes",
+        "medications",
+        "adverse_events",
+        "imaging_reports",
+        "imaging_findings",
+    ):
+        rows = []
+        for k in range(copies):
+            for row in getattr(study, attribute):
+                data = row.model_dump()
+                for field in renamed & data.keys():
+                    if data[field] is not None:
+                        data[field] = f"{data[field]}-{k:03d}"
+                rows.append(type(row).model_validate(data))
+        tables[attribute] = rows
+    return Study(info=study.info, **tables)

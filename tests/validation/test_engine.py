@@ -54,3 +54,15 @@ def test_corpus_covers_every_rule_kind() -> None:
         "study-invariant",
         "study-rule",
     }
+
+
+def test_export_of_a_larger_study_validates_clean(demo_study) -> None:
+    from fhir_admsc.bundle import bundle
+    from fhir_admsc.mappings import study_to_fhir
+    from tests.helpers import scaled_study
+
+    study = scaled_study(demo_study, 3)
+    resources = list(study_to_fhir(study))
+    assert len(resources) > 2000
+    issues = validate_resources([bundle(resources, "transaction", study.info.study_id)])
+    assert at_least(issues, "warning") == []
