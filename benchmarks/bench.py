@@ -47,8 +47,9 @@ def main() -> None:
     count = len(resources)
     print(f"study: {len(study.participants)} participants, {count} resources")
 
-    _, export_s = timed(lambda: bundle_json(bundle(list(study_to_fhir(study)), "transaction",
-                                                   study.info.study_id)))
+    _, export_s = timed(
+        lambda: bundle_json(bundle(list(study_to_fhir(study)), "transaction", study.info.study_id))
+    )
 
     def models_baseline() -> None:
         for r in resources:
@@ -68,8 +69,7 @@ def main() -> None:
 
     _, parse_s = timed(parse_baseline)
     errors = sum(i.severity in ("error", "fatal") for i in issues)
-    print(f"validate fhir-admsc (all layers)           {rate(count, validate_s)}  "
-          f"{errors} errors")
+    print(f"validate fhir-admsc (all layers)           {rate(count, validate_s)}  {errors} errors")
     print(f"         fhir.resources model_validate     {rate(count, parse_s)}")
     print(f"         ratio                             {parse_s / validate_s:>10.2f}x")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

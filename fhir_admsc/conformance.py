@@ -170,6 +170,7 @@ def _own(concept: term.Concept) -> dict[str, Any]:
 def _clinical(profile: Profile, subject: bool = True) -> Profile:
     """What every clinical resource carries: the study link, the identifier and the patient."""
     profile.extension(term.WORKFLOW_RESEARCH_STUDY, "researchStudy", 1, "1")
+    profile.reference("extension:researchStudy.value[x]", "ResearchStudy", min=1)
     _identified(profile)
     if subject:
         profile.reference("subject", "Patient", min=1)

@@ -101,6 +101,13 @@ class Catalog:
     def structure(self, url: str) -> dict[str, Any] | None:
         return self.structures.get(_strip_version(url))
 
+    def is_base_definition(self, url: str) -> bool:
+        """Whether ``url`` is the R4 definition of a resource type or datatype itself."""
+        name = _strip_version(url).removeprefix(CORE)
+        return _strip_version(url).startswith(CORE) and (
+            definitions.is_resource_type(name) or definitions.is_datatype(name)
+        )
+
     def is_core(self, url: str) -> bool:
         return _strip_version(url).startswith(CORE)
 

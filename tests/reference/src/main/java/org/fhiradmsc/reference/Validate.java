@@ -1,0 +1,5 @@
+package org.fhiradmsc.reference;
+
+public final class Validate {
+  public static void main(String[] args) {}
+}
