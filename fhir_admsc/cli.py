@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from contextlib import contextmanager
 from importlib import resources as package_files
 from pathlib import Path
+from typing import Any
 
 import click
+from requests.auth import HTTPBasicAuth
 
 from fhir_admsc import __version__
 from fhir_admsc.bundle import bundle, bundle_json, ndjson_files
+from fhir_admsc.client import BearerToken, FhirClient
 from fhir_admsc.conformance import load_resources, npm_package
 from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError
-from fhir_admsc.mappings import study_to_fhir
+from fhir_admsc.mappings import study_from_fhir, study_to_fhir
 from fhir_admsc.output import write_atomic, write_files
-from fhir_admsc.tables import read_study
+from fhir_admsc.pull import pull_study
+from fhir_admsc.push import Pusher, ordered, read_source
+from fhir_admsc.tables import read_study, write_study
 from fhir_admsc.validation import reports
 from fhir_admsc.validation.issues import at_least
 from fhir_admsc.validation.run import validate_paths
@@ -182,6 +189,187 @@ def profiles_list() -> None:
         click.echo(
             f"{resource['resourceType']}\t{resource.get('url', '')}\t{resource.get('title', '')}"
         )
+
+
+def server_options(command):
+    """The options every command that talks to a server takes (also read from FHIR_ADMSC_*)."""
+    options = [
+        click.option(
+            "--server",
+            "base_url",
+            envvar="FHIR_ADMSC_BASE_URL",
+            required=True,
+            help="Base URL of the FHIR R4 server [env FHIR_ADMSC_BASE_URL].",
+        ),
+        click.option(
+            "--token",
+            envvar="FHIR_ADMSC_TOKEN",
+            help="Bearer token [env FHIR_ADMSC_TOKEN]; never printed.",
+        ),
+        click.option("--username", envvar="FHIR_ADMSC_USERNAME", help="Basic auth user."),
+        click.option("--password", envvar="FHIR_ADMSC_PASSWORD", help="Basic auth password."),
+        click.option(
+            "--timeout",
+            type=float,
+            default=30.0,
+            show_default=True,
+            help="Seconds to wait for each response.",
+        ),
+        click.option(
+            "--insecure",
+            is_flag=True,
+            help="Do not verify the server's TLS certificate (only for test servers).",
+        ),
+        click.option(
+            "--allow-http", is_flag=True, help="Allow plain http to a host other than this machine."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_client(
+    base_url: str,
+    token: str | None,
+    username: str | None,
+    password: str | None,
+    timeout: float,
+    insecure: bool,
+    allow_http: bool,
+) -> FhirClient:
+    """A client for the server options; at most one way to authenticate."""
+    if token and (username or password):
+        raise ConfigurationError("give either --token or --username/--password, not both")
+    if bool(username) != bool(password):
+        raise ConfigurationError("basic auth needs both --username and --password")
+    auth = BearerToken(token) if token else HTTPBasicAuth(username, password) if username else None
+    return FhirClient(base_url, auth, timeout=timeout, verify=not insecure, allow_http=allow_http)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@server_options
+@click.option(
+    "--mode",
+    type=click.Choice(["transaction", "batch"]),
+    default="transaction",
+    show_default=True,
+    help="Send atomic transactions, or batches of independent entries.",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(1, 10000),
+    default=500,
+    show_default=True,
+    help="Entries per transaction or batch.",
+)
+@click.option(
+    "--match",
+    type=click.Choice(["id", "identifier"]),
+    default="id",
+    show_default=True,
+    help="Upsert by id (PUT Type/id) or by business identifier "
+    "(conditional update), for servers that assign their own ids.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only report what would be created or updated; exit 3 when anything would change.",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path),
+    help="Write one NDJSON line per resource: identifier, outcome, status, server id.",
+)
+def push(
+    source: Path,
+    mode: str,
+    chunk: int,
+    match: str,
+    dry_run: bool,
+    report: Path | None,
+    **server: Any,
+) -> None:
+    """Upsert a Bundle, an NDJSON folder or a study folder into a FHIR server; re-pushing the
+    same data changes nothing."""
+    resources = ordered(read_source(source))
+    client = make_client(**server)
+    capabilities = client.capabilities()
+    if mode == "transaction" and not capabilities.transaction:
+        click.echo("the server does not offer transactions: sending batches", err=True)
+        mode = "batch"
+    pusher = Pusher(client, match)  # type: ignore[arg-type]
+    plan = pusher.plan(resources)
+    if dry_run:
+        outcomes = plan
+        for outcome in plan:
+            click.echo(f"{outcome.outcome}\t{outcome.resource}\t{outcome.identifier}")
+    else:
+        with _progress(len(resources)) as advance:
+            outcomes = pusher.send(resources, plan, mode, chunk, advance)  # type: ignore[arg-type]
+    if report is not None:
+        write_atomic(report, "".join(o.json_line() for o in outcomes).encode())
+    counts = Counter(o.outcome for o in outcomes)
+    click.echo(
+        ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing to push",
+        err=True,
+    )
+    for failure in (o for o in outcomes if o.outcome == "failed"):
+        click.echo(
+            f"failed: {failure.resource} ({failure.identifier}): {failure.message}", err=True
+        )
+    if counts["failed"]:
+        sys.exit(ExitCode.INVALID_DATA)
+    if dry_run and (counts["create"] or counts["update"]):
+        sys.exit(ExitCode.CHANGES_PENDING)
+
+
+@contextmanager
+def _progress(total: int):
+    """A progress bar on stderr when it is a terminal; otherwise nothing."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label="pushing", file=sys.stderr) as bar:
+        yield bar.update
+
+
+@cli.command()
+@server_options
+@click.option("--study", "study_id", required=True, help="The study_id of the study to pull.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Study folder (or Bundle file, or NDJSON folder) to write.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["study", *FORMATS]),
+    default="study",
+    show_default=True,
+    help="The study folder of the data contract, or FHIR.",
+)
+def pull(study_id: str, output: Path, fmt: str, **server: Any) -> None:
+    """Pull a study back from a FHIR server."""
+    client = make_client(**server)
+    client.capabilities()
+    resources = pull_study(client, study_id)
+    if fmt == "study":
+        write_study(study_from_fhir(resources), output)
+    elif fmt == "ndjson":
+        files = ndjson_files(resources)
+        write_files(
+            output,
+            {name: text.encode() for name, text in files.items()},
+            stale=[p.name for p in output.glob("*.ndjson")] if output.is_dir() else (),
+        )
+    else:
+        write_atomic(output, bundle_json(bundle(resources, fmt, study_id)).encode())
+    click.echo(f"pulled {len(resources)} resources of {study_id} to {output}", err=True)
 
 
 def main() -> None:

@@ -1,0 +1,387 @@
+"""Push resources to a FHIR server as idempotent upserts: compare with what the server holds, send
+only what is new or changed, in transactions or batches ordered so that references resolve."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from fhir_admsc.client import FhirClient, RejectedError, outcome_text
+from fhir_admsc.errors import InvalidDataError, Problem, ServerError
+from fhir_admsc.terminology import CANONICAL_BASE
+
+Mode = Literal["transaction", "batch"]
+Match = Literal["id", "identifier"]
+Progress = Callable[[int], None]
+
+# Elements a server manages itself; they never make a resource "changed".
+SERVER_META = {
+    "versionId",
+    "lastUpdated",
+    "source",
+    "author",
+    "project",
+    "compartment",
+    "account",
+    "onBehalfOf",
+}
+
+
+@dataclass
+class Outcome:
+    """What happened to one resource (one line of the push report)."""
+
+    resource: str  # Type/id as exported
+    identifier: str  # system|value of the business identifier
+    outcome: str  # create | update | unchanged (dry run), created | updated | unchanged | failed
+    status: int | None = None
+    server_id: str | None = None
+    message: str = ""
+
+    def json_line(self) -> str:
+        return (
+            json.dumps(
+                {k: v for k, v in asdict(self).items() if v not in (None, "")}, ensure_ascii=False
+            )
+            + "\n"
+        )
+
+
+def business_identifier(resource: dict[str, Any]) -> tuple[str, str]:
+    """The project's business identifier of a resource: (system, value)."""
+    idents = resource.get("identifier", [])
+    for ident in [idents] if isinstance(idents, dict) else idents:
+        if str(ident.get("system", "")).startswith(f"{CANONICAL_BASE}/sid/"):
+            return ident["system"], ident["value"]
+    where = f"{resource.get('resourceType')}/{resource.get('id')}"
+    raise InvalidDataError(
+        [
+            Problem(
+                where, "has no fhir-admsc business identifier: it cannot be matched on the server"
+            )
+        ]
+    )
+
+
+def _references(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if isinstance(value.get("reference"), str):
+            yield value
+        for item in value.values():
+            yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+
+
+def ordered(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The resources with every referenced one before those that refer to it (stable otherwise;
+    a reference cycle keeps input order for its members)."""
+    key = {f"{r['resourceType']}/{r['id']}": i for i, r in enumerate(resources)}
+    needs = [
+        [
+            key[ref["reference"]]
+            for ref in _references(r)
+            if ref["reference"] in key and key[ref["reference"]] != i
+        ]
+        for i, r in enumerate(resources)
+    ]
+    placed: list[int] = []
+    state = [0] * len(resources)  # 0 new, 1 in progress, 2 placed
+    for start in range(len(resources)):
+        stack = [(start, iter(needs[start]))]
+        if state[start]:
+            continue
+        state[start] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                state[node] = 2
+                placed.append(node)
+            elif state[child] == 0:
+                state[child] = 1
+                stack.append((child, iter(needs[child])))
+    return [resources[i] for i in placed]
+
+
+def same_content(ours: dict[str, Any], theirs: dict[str, Any] | None) -> bool:
+    """Whether the server's copy says what ours says (server-managed meta and narrative aside)."""
+    if theirs is None:
+        return False
+    return _canonical(ours, ours) == _canonical(theirs, ours)
+
+
+def _canonical(resource: dict[str, Any], ours: dict[str, Any]) -> Any:
+    copy = {
+        k: v for k, v in resource.items() if k != "id" and not (k == "text" and "text" not in ours)
+    }
+    meta = {k: v for k, v in copy.pop("meta", {}).items() if k not in SERVER_META}
+    if meta:
+        copy["meta"] = meta
+    return json.loads(json.dumps(copy, sort_keys=True), parse_float=float, parse_int=float)
+
+
+class Pusher:
+    """Plans and sends one push."""
+
+    def __init__(self, client: FhirClient, match: Match = "id") -> None:
+        self.client = client
+        self.match = match
+
+    def request_url(self, resource: dict[str, Any]) -> str:
+        if self.match == "id":
+            return f"{resource['resourceType']}/{resource['id']}"
+        system, value = business_identifier(resource)
+        return f"{resource['resourceType']}?identifier={quote(f'{system}|{value}', safe=':/|')}"
+
+    def current(
+        self, resources: list[dict[str, Any]], chunk: int = 100
+    ) -> list[dict[str, Any] | None]:
+        """What the server holds for each resource (None where it holds nothing)."""
+        found: list[dict[str, Any] | None] = []
+        use_batch = self.client.capabilities().batch
+        for start in range(0, len(resources), chunk):
+            part = resources[start : start + chunk]
+            if use_batch:
+                found.extend(self._current_batch(part))
+            else:
+                found.extend(self._current_one(r) for r in part)
+        return found
+
+    def _current_one(self, resource: dict[str, Any]) -> dict[str, Any] | None:
+        if self.match == "id":
+            return self.client.read(resource["resourceType"], resource["id"])
+        system, value = business_identifier(resource)
+        matches = list(
+            self.client.search(resource["resourceType"], {"identifier": f"{system}|{value}"})
+        )
+        return self._single(resource, matches)
+
+    def _single(
+        self, resource: dict[str, Any], matches: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        if len(matches) > 1:
+            system, value = business_identifier(resource)
+            raise ServerError(
+                f"{len(matches)} {resource['resourceType']} resources on the "
+                f"server have identifier {system}|{value}: resolve the duplicates "
+                "before pushing"
+            )
+        return matches[0] if matches else None
+
+    def _current_batch(self, part: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        entries = [{"request": {"method": "GET", "url": self.request_url(r)}} for r in part]
+        reply = self.client.bundle(
+            {"resourceType": "Bundle", "type": "batch", "entry": entries}, idempotent=True
+        )
+        answers = reply.get("entry", [])
+        if len(answers) != len(part):
+            raise ServerError(
+                f"the batch of {len(part)} reads came back with {len(answers)} entries"
+            )
+        out = []
+        for resource, answer in zip(part, answers, strict=True):
+            status = _status(answer)
+            body = answer.get("resource")
+            if status in (404, 410) or body is None:
+                out.append(None)
+            elif status >= 400:
+                raise ServerError(f"reading {self.request_url(resource)}: HTTP {status}")
+            elif body.get("resourceType") == "Bundle":
+                out.append(
+                    self._single(
+                        resource, [e["resource"] for e in body.get("entry", []) if "resource" in e]
+                    )
+                )
+            else:
+                out.append(body)
+        return out
+
+    def plan(self, resources: list[dict[str, Any]]) -> list[Outcome]:
+        """create / update / unchanged for each resource, from the server's current state."""
+        outcomes = []
+        for resource, theirs in zip(resources, self.current(resources), strict=True):
+            system, value = business_identifier(resource)
+            action = (
+                "create"
+                if theirs is None
+                else "unchanged"
+                if same_content(resource, theirs)
+                else "update"
+            )
+            outcomes.append(
+                Outcome(
+                    f"{resource['resourceType']}/{resource['id']}",
+                    f"{system}|{value}",
+                    action,
+                    server_id=None if theirs is None else theirs.get("id"),
+                )
+            )
+        return outcomes
+
+    def payload(
+        self, resource: dict[str, Any], targets: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The resource as sent: in identifier mode its references become conditional ones."""
+        if self.match == "id":
+            return resource
+        copy = json.loads(json.dumps(resource))
+        copy.pop("id", None)
+        for ref in _references(copy):
+            target = targets.get(ref["reference"])
+            if target is not None:
+                ref["reference"] = self.request_url(target)
+        return copy
+
+    def send(
+        self,
+        resources: list[dict[str, Any]],
+        plan: list[Outcome],
+        mode: Mode,
+        chunk: int,
+        progress: Progress | None = None,
+    ) -> list[Outcome]:
+        """Send what the plan says is new or changed; return the final outcome of every resource."""
+        targets = {f"{r['resourceType']}/{r['id']}": r for r in resources}
+        final = {
+            o.resource: Outcome(o.resource, o.identifier, "unchanged", 200, o.server_id)
+            for o in plan
+            if o.outcome == "unchanged"
+        }
+        todo = [(r, o) for r, o in zip(resources, plan, strict=True) if o.outcome != "unchanged"]
+        if progress:
+            progress(len(final))
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            results = self._send_chunk(part, targets, mode)
+            for outcome in results:
+                final[outcome.resource] = outcome
+            if progress:
+                progress(len(part))
+        return [final[o.resource] for o in plan]
+
+    def _send_chunk(
+        self,
+        part: list[tuple[dict[str, Any], Outcome]],
+        targets: dict[str, dict[str, Any]],
+        mode: Mode,
+    ) -> list[Outcome]:
+        entries = [
+            {
+                "fullUrl": f"urn:uuid:{r['id']}",
+                "resource": self.payload(r, targets),
+                "request": {"method": "PUT", "url": self.request_url(r)},
+            }
+            for r, _ in part
+        ]
+        if mode == "transaction":
+            try:
+                reply = self.client.bundle(
+                    {"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                    idempotent=True,
+                )
+            except RejectedError as e:
+                return [_failed(o, e.status, str(e)) for _, o in part]
+            return [_result(o, a) for (_, o), a in zip(part, reply.get("entry", []), strict=True)]
+        return self._batch(part, entries)
+
+    def _batch(
+        self, part: list[tuple[dict[str, Any], Outcome]], entries: list[dict[str, Any]]
+    ) -> list[Outcome]:
+        """Send a batch; re-send the entries that failed for reasons that can pass (429, 5xx)."""
+        pending = list(range(len(part)))
+        results: dict[int, Outcome] = {}
+        for attempt in range(1, self.client.retry.attempts + 1):
+            reply = self.client.bundle(
+                {"resourceType": "Bundle", "type": "batch", "entry": [entries[i] for i in pending]},
+                idempotent=True,
+            )
+            answers = reply.get("entry", [])
+            if len(answers) != len(pending):
+                raise ServerError(
+                    f"a batch of {len(pending)} came back with {len(answers)} entries"
+                )
+            retry = []
+            for i, answer in zip(pending, answers, strict=True):
+                results[i] = _result(part[i][1], answer)
+                if results[i].outcome == "failed" and (results[i].status or 0) in (
+                    408,
+                    429,
+                    500,
+                    502,
+                    503,
+                    504,
+                ):
+                    retry.append(i)
+            if not retry:
+                break
+            pending = retry
+            self.client.sleep(self.client.retry.delay(attempt, None))
+        return [results[i] for i in range(len(part))]
+
+
+def _status(entry: dict[str, Any]) -> int:
+    text = str(entry.get("response", {}).get("status", "0")).split(" ", 1)[0]
+    return int(text) if text.isdigit() else 0
+
+
+def _result(planned: Outcome, answer: dict[str, Any]) -> Outcome:
+    status = _status(answer)
+    response = answer.get("response", {})
+    if status >= 400 or status == 0:
+        return _failed(planned, status, outcome_text(response.get("outcome")) or f"HTTP {status}")
+    location = response.get("location", "")
+    server_id = (
+        location.split("/_history")[0].rstrip("/").split("/")[-1]
+        if location
+        else answer.get("resource", {}).get("id", planned.server_id)
+    )
+    outcome = "created" if status == 201 or planned.outcome == "create" else "updated"
+    return Outcome(planned.resource, planned.identifier, outcome, status, server_id)
+
+
+def _failed(planned: Outcome, status: int | None, message: str) -> Outcome:
+    return Outcome(
+        planned.resource, planned.identifier, "failed", status, planned.server_id, message
+    )
+
+
+def read_source(path: Path) -> list[dict[str, Any]]:
+    """The resources of a Bundle file, an NDJSON file or folder, or a study folder."""
+    if path.is_dir() and (path / "study.json").exists():
+        from fhir_admsc.mappings import study_to_fhir
+        from fhir_admsc.tables import read_study
+
+        return list(study_to_fhir(read_study(path)))
+    files = sorted(path.glob("*.ndjson")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise InvalidDataError(
+            [Problem(str(path), "is not a Bundle, an NDJSON file or folder, or a study folder")]
+        )
+    resources: list[dict[str, Any]] = []
+    for file in files:
+        resources.extend(_read_file(file))
+    return resources
+
+
+def _read_file(file: Path) -> Iterable[dict[str, Any]]:
+    text = file.read_text(encoding="utf-8-sig")
+    try:
+        if file.suffix == ".ndjson":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        document = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidDataError(
+            [Problem(str(file), f"is not valid JSON: {e.msg}", e.lineno)]
+        ) from None
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        return [e["resource"] for e in document.get("entry", []) if "resource" in e]
+    if isinstance(document, dict) and "resourceType" in document:
+        return [document]
+    raise InvalidDataError([Problem(str(file), "holds no FHIR resource")])
