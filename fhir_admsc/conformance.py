@@ -255,11 +255,11 @@ def profiles() -> list[Profile]:
     p = Profile(
         "sponsor", "Organization", "ADMSC study sponsor", "The organisation sponsoring the study."
     )
-    _clinical(p, subject=False).require("name")
+    _identified(p).require("name")
     out.append(p)
 
     p = Profile("site", "Location", "ADMSC study site", "A site where participants enrol.")
-    _clinical(p, subject=False).require("name")
+    _identified(p).require("name")
     out.append(p)
 
     p = Profile(

@@ -70,13 +70,13 @@ def research_study(info: StudyInfo, ctx: StudyContext) -> dict[str, Any]:
 
 
 def sponsor(name: str, ctx: StudyContext) -> dict[str, Any]:
-    r = ctx.resource("Organization", SPONSOR_KEY, "sponsor")
+    r = ctx.resource("Organization", SPONSOR_KEY, "sponsor", study_link=False)
     r["name"] = name
     return r
 
 
 def location(site: Site, ctx: StudyContext) -> dict[str, Any]:
-    r = ctx.resource("Location", site.site_id, "site")
+    r = ctx.resource("Location", site.site_id, "site", study_link=False)
     r["name"] = site.name
     return r
 
