@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
 from requests.auth import HTTPBasicAuth
 
 from fhir_admsc import __version__
+from fhir_admsc.auth import SmartBackendAuth
 from fhir_admsc.bundle import bundle, bundle_json, ndjson_files
 from fhir_admsc.client import BearerToken, FhirClient
 from fhir_admsc.conformance import load_resources, npm_package
@@ -209,6 +211,31 @@ def server_options(command):
         click.option("--username", envvar="FHIR_ADMSC_USERNAME", help="Basic auth user."),
         click.option("--password", envvar="FHIR_ADMSC_PASSWORD", help="Basic auth password."),
         click.option(
+            "--client-id",
+            envvar="FHIR_ADMSC_CLIENT_ID",
+            help="SMART Backend Services client id [env FHIR_ADMSC_CLIENT_ID].",
+        ),
+        click.option(
+            "--private-key",
+            type=click.Path(path_type=Path),
+            envvar="FHIR_ADMSC_PRIVATE_KEY",
+            help="PEM private key (RSA or EC P-384) "
+            "that signs the client assertion [env FHIR_ADMSC_PRIVATE_KEY].",
+        ),
+        click.option(
+            "--token-url",
+            envvar="FHIR_ADMSC_TOKEN_URL",
+            help="Token endpoint; "
+            "default: from .well-known/smart-configuration [env FHIR_ADMSC_TOKEN_URL].",
+        ),
+        click.option(
+            "--scopes",
+            envvar="FHIR_ADMSC_SCOPES",
+            default="system/*.read system/*.write",
+            show_default=True,
+            help="Scopes to request [env FHIR_ADMSC_SCOPES].",
+        ),
+        click.option(
             "--timeout",
             type=float,
             default=30.0,
@@ -234,16 +261,40 @@ def make_client(
     token: str | None,
     username: str | None,
     password: str | None,
+    client_id: str | None,
+    private_key: Path | None,
+    token_url: str | None,
+    scopes: str,
     timeout: float,
     insecure: bool,
     allow_http: bool,
 ) -> FhirClient:
     """A client for the server options; at most one way to authenticate."""
-    if token and (username or password):
-        raise ConfigurationError("give either --token or --username/--password, not both")
+    ways = [bool(token), bool(username or password), bool(client_id or private_key)]
+    if sum(ways) > 1:
+        raise ConfigurationError(
+            "give one way to authenticate: --token, --username/--password, "
+            "or --client-id/--private-key"
+        )
     if bool(username) != bool(password):
         raise ConfigurationError("basic auth needs both --username and --password")
-    auth = BearerToken(token) if token else HTTPBasicAuth(username, password) if username else None
+    if bool(client_id) != bool(private_key):
+        raise ConfigurationError("SMART backend services needs both --client-id and --private-key")
+    auth: requests.auth.AuthBase | None = None
+    if token:
+        auth = BearerToken(token)
+    elif username:
+        auth = HTTPBasicAuth(username, password)
+    elif client_id and private_key:
+        auth = SmartBackendAuth(
+            base_url,
+            client_id,
+            private_key,
+            token_url=token_url,
+            scopes=scopes,
+            timeout=timeout,
+            verify=not insecure,
+        )
     return FhirClient(base_url, auth, timeout=timeout, verify=not insecure, allow_http=allow_http)
 
 
