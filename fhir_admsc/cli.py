@@ -22,7 +22,7 @@ from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError
 from fhir_admsc.mappings import study_from_fhir, study_to_fhir
 from fhir_admsc.output import write_atomic, write_files
 from fhir_admsc.pull import pull_study
-from fhir_admsc.push import Pusher, ordered, read_source
+from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Pusher, ordered, read_source
 from fhir_admsc.tables import read_study, write_study
 from fhir_admsc.validation import reports
 from fhir_admsc.validation.issues import at_least
@@ -350,6 +350,14 @@ def push(
     if mode == "transaction" and not capabilities.transaction:
         click.echo("the server does not offer transactions: sending batches", err=True)
         mode = "batch"
+    if match == "identifier":
+        types = {r["resourceType"] for r in resources} - NO_IDENTIFIER_SEARCH
+        unable = capabilities.cannot_match_by_identifier(types)
+        if unable:
+            raise ConfigurationError(
+                f"the server cannot update {', '.join(unable)} conditionally on identifier "
+                "(its CapabilityStatement says so): use --match id"
+            )
     pusher = Pusher(client, match)  # type: ignore[arg-type]
     plan = pusher.plan(resources)
     if dry_run:

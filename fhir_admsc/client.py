@@ -84,25 +84,39 @@ class Capabilities:
     transaction: bool
     batch: bool
     conditional_update: frozenset[str] = field(default_factory=frozenset)
+    searchable: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> parameters
     bulk_export: bool = False
 
     @classmethod
     def from_statement(cls, statement: dict[str, Any]) -> Capabilities:
         rest = (statement.get("rest") or [{}])[0]
+        resources = rest.get("resource", [])
         system = {i.get("code") for i in rest.get("interaction", [])}
-        conditional = frozenset(
-            r.get("type", "") for r in rest.get("resource", []) if r.get("conditionalUpdate")
-        )
-        operations = {o.get("name") for o in rest.get("operation", [])}
-        operations |= {
-            o.get("name") for r in rest.get("resource", []) for o in r.get("operation", [])
+        conditional = frozenset(r.get("type", "") for r in resources if r.get("conditionalUpdate"))
+        searchable = {
+            r.get("type", ""): frozenset(p.get("name") for p in r["searchParam"])
+            for r in resources
+            if r.get("searchParam")
         }
+        operations = {o.get("name") for o in rest.get("operation", [])}
+        operations |= {o.get("name") for r in resources for o in r.get("operation", [])}
         return cls(
             str(statement.get("fhirVersion", "")),
             "transaction" in system,
             "batch" in system,
             conditional,
+            searchable,
             "export" in operations,
+        )
+
+    def cannot_match_by_identifier(self, resource_types: set[str]) -> list[str]:
+        """The types among ``resource_types`` the server says it cannot update conditionally on
+        ``identifier`` (no conditionalUpdate, or searchParams declared without identifier)."""
+        return sorted(
+            t
+            for t in resource_types
+            if t not in self.conditional_update
+            or ("identifier" not in self.searchable.get(t, {"identifier"}))
         )
 
 

@@ -34,3 +34,12 @@ def identifier_key(resource: dict, kind: str) -> str | None:
         if ident.get("system") == system and ident.get("value"):
             return ident["value"].split("/", 1)[-1]
     return None
+
+
+def has_identifier(resource: dict, system: str, value: str) -> bool:
+    """Whether ``resource`` carries the identifier ``system|value`` (0..1 or 0..* element)."""
+    idents = resource.get("identifier", [])
+    return any(
+        i.get("system") == system and i.get("value") == value
+        for i in ([idents] if isinstance(idents, dict) else idents)
+    )

@@ -26,19 +26,8 @@ PARTICIPANT_TYPES = [
     "ImagingStudy",
     "DiagnosticReport",
 ]
-# How to find a participant's resources of a type when the server cannot search by identifier
-# system alone: the search parameter that names the patient.
-PATIENT_PARAMETER = {
-    "Condition": "subject",
-    "Encounter": "subject",
-    "Procedure": "subject",
-    "Specimen": "subject",
-    "Observation": "subject",
-    "MedicationStatement": "subject",
-    "AdverseEvent": "subject",
-    "ImagingStudy": "subject",
-    "DiagnosticReport": "subject",
-}
+# R4 gives these types no identifier search parameter but a `study` one.
+STUDY_PARAMETER = {"ResearchSubject", "AdverseEvent"}
 
 
 def _ref(resource: dict[str, Any]) -> str:
@@ -67,7 +56,12 @@ def _identifier_value(resource: dict[str, Any]) -> str:
 def find_study(client: FhirClient, study_id: str) -> dict[str, Any]:
     """The one ResearchStudy with the study's business identifier."""
     system = ids.identifier_system("research-study")
-    found = list(client.search("ResearchStudy", {"identifier": f"{system}|{study_id}"}))
+    found = [
+        s
+        for s in client.search("ResearchStudy", {"identifier": f"{system}|{study_id}"})
+        # a server that ignores the search parameter answers every study: keep ours
+        if ids.has_identifier(s, system, study_id)
+    ]
     if len(found) != 1:
         raise InvalidDataError(
             [
@@ -107,35 +101,45 @@ def _read_reference(client: FhirClient, reference: str) -> dict[str, Any]:
 def _of_type(
     client: FhirClient, resource_type: str, study_id: str, collected: dict[str, dict[str, Any]]
 ) -> Iterable[dict[str, Any]]:
-    system = ids.identifier_system(kind_of(resource_type))
-    try:
-        matches = list(client.search(resource_type, {"identifier": f"{system}|", "_count": "500"}))
-    except RejectedError:
-        # Some servers cannot search by an identifier system alone: go participant by participant.
-        matches = list(_by_participant(client, resource_type, collected))
+    study = next(r for r in collected.values() if r["resourceType"] == "ResearchStudy")
+    if resource_type in STUDY_PARAMETER:
+        matches: Iterable[dict[str, Any]] = client.search(
+            resource_type, {"study": _ref(study), "_count": "500"}
+        )
+    elif resource_type == "BiologicallyDerivedProduct":
+        matches = _products(client, collected)
+    else:
+        system = ids.identifier_system(kind_of(resource_type))
+        try:
+            matches = list(
+                client.search(resource_type, {"identifier": f"{system}|", "_count": "500"})
+            )
+        except RejectedError:
+            # A server that cannot search by identifier system alone: participant by participant.
+            matches = _by_participant(client, resource_type, collected)
     return sorted((r for r in matches if _in_study(r, study_id)), key=_identifier_value)
+
+
+def _products(client: FhirClient, collected: dict[str, dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """R4 defines no search parameter on BiologicallyDerivedProduct that could find a study's
+    products: the injections name them, so they are read one by one."""
+    seen = set()
+    for procedure in (r for r in list(collected.values()) if r["resourceType"] == "Procedure"):
+        for ext in procedure.get("extension", []):
+            reference = ext.get("valueReference", {}).get("reference", "")
+            if "BiologicallyDerivedProduct/" in reference and reference not in seen:
+                seen.add(reference)
+                yield _read_reference(client, reference)
 
 
 def _by_participant(
     client: FhirClient, resource_type: str, collected: dict[str, dict[str, Any]]
 ) -> Iterable[dict[str, Any]]:
-    patients = [r for r in collected.values() if r["resourceType"] == "Patient"]
-    subjects = [r for r in collected.values() if r["resourceType"] == "ResearchSubject"]
-    if resource_type == "ResearchSubject":
-        study = next(r for r in collected.values() if r["resourceType"] == "ResearchStudy")
-        yield from client.search("ResearchSubject", {"study": _ref(study)})
-    elif resource_type == "Patient":
-        for subject in subjects:
+    if resource_type == "Patient":
+        for subject in (
+            r for r in list(collected.values()) if r["resourceType"] == "ResearchSubject"
+        ):
             yield _read_reference(client, subject["individual"]["reference"])
-    elif resource_type == "BiologicallyDerivedProduct":
-        # Products name no patient that a search could use; the injections name them.
-        for procedure in (r for r in collected.values() if r["resourceType"] == "Procedure"):
-            for ext in procedure.get("extension", []):
-                reference = ext.get("valueReference", {}).get("reference", "")
-                if reference.startswith("BiologicallyDerivedProduct/"):
-                    yield _read_reference(client, reference)
-    else:
-        for patient in patients:
-            yield from client.search(
-                resource_type, {PATIENT_PARAMETER[resource_type]: _ref(patient)}
-            )
+        return
+    for patient in [r for r in collected.values() if r["resourceType"] == "Patient"]:
+        yield from client.search(resource_type, {"subject": _ref(patient)})

@@ -12,11 +12,15 @@ from urllib.parse import quote
 
 from fhir_admsc.client import FhirClient, RejectedError, outcome_text
 from fhir_admsc.errors import InvalidDataError, Problem, ServerError
+from fhir_admsc.ids import has_identifier
 from fhir_admsc.terminology import CANONICAL_BASE
 
 Mode = Literal["transaction", "batch"]
 Match = Literal["id", "identifier"]
 Progress = Callable[[int], None]
+
+# R4 defines no `identifier` search parameter for these types, so no conditional update either.
+NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent", "BiologicallyDerivedProduct"})
 
 # Elements a server manages itself; they never make a resource "changed".
 SERVER_META = {
@@ -134,8 +138,13 @@ class Pusher:
         self.client = client
         self.match = match
 
+    def by_identifier(self, resource: dict[str, Any]) -> bool:
+        """Whether this resource is matched on its business identifier (R4 gives a few types no
+        identifier search parameter: those are always matched by id)."""
+        return self.match == "identifier" and resource["resourceType"] not in NO_IDENTIFIER_SEARCH
+
     def request_url(self, resource: dict[str, Any]) -> str:
-        if self.match == "id":
+        if not self.by_identifier(resource):
             return f"{resource['resourceType']}/{resource['id']}"
         system, value = business_identifier(resource)
         return f"{resource['resourceType']}?identifier={quote(f'{system}|{value}', safe=':/|')}"
@@ -155,7 +164,7 @@ class Pusher:
         return found
 
     def _current_one(self, resource: dict[str, Any]) -> dict[str, Any] | None:
-        if self.match == "id":
+        if not self.by_identifier(resource):
             return self.client.read(resource["resourceType"], resource["id"])
         system, value = business_identifier(resource)
         matches = list(
@@ -166,6 +175,9 @@ class Pusher:
     def _single(
         self, resource: dict[str, Any], matches: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
+        # Some servers ignore the query of a search inside a batch: keep true matches only.
+        system, value = business_identifier(resource)
+        matches = [m for m in matches if has_identifier(m, system, value)]
         if len(matches) > 1:
             system, value = business_identifier(resource)
             raise ServerError(
@@ -226,17 +238,28 @@ class Pusher:
         return outcomes
 
     def payload(
-        self, resource: dict[str, Any], targets: dict[str, dict[str, Any]]
+        self,
+        resource: dict[str, Any],
+        targets: dict[str, dict[str, Any]],
+        sent_together: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """The resource as sent: in identifier mode its references become conditional ones."""
+        """The resource as sent. In identifier mode the server picks the ids, so a reference
+        becomes the ``urn:uuid`` of an entry of the same Bundle, or a conditional reference on
+        the business identifier of a resource sent before."""
         if self.match == "id":
             return resource
         copy = json.loads(json.dumps(resource))
-        copy.pop("id", None)
+        if self.by_identifier(resource):
+            copy.pop("id")
         for ref in _references(copy):
             target = targets.get(ref["reference"])
-            if target is not None:
-                ref["reference"] = self.request_url(target)
+            if target is None:
+                continue
+            ref["reference"] = (
+                f"urn:uuid:{target['id']}"
+                if ref["reference"] in sent_together
+                else self.request_url(target)
+            )
         return copy
 
     def send(
@@ -272,24 +295,39 @@ class Pusher:
         targets: dict[str, dict[str, Any]],
         mode: Mode,
     ) -> list[Outcome]:
+        together = (
+            frozenset(f"{r['resourceType']}/{r['id']}" for r, _ in part)
+            if mode == "transaction"
+            else frozenset()
+        )
         entries = [
             {
                 "fullUrl": f"urn:uuid:{r['id']}",
-                "resource": self.payload(r, targets),
+                "resource": self.payload(r, targets, together),
                 "request": {"method": "PUT", "url": self.request_url(r)},
             }
             for r, _ in part
         ]
-        if mode == "transaction":
-            try:
-                reply = self.client.bundle(
-                    {"resourceType": "Bundle", "type": "transaction", "entry": entries},
-                    idempotent=True,
-                )
-            except RejectedError as e:
-                return [_failed(o, e.status, str(e)) for _, o in part]
-            return [_result(o, a) for (_, o), a in zip(part, reply.get("entry", []), strict=True)]
-        return self._batch(part, entries)
+        if mode == "batch":
+            return self._batch(part, entries)
+        try:
+            reply = self.client.bundle(
+                {"resourceType": "Bundle", "type": "transaction", "entry": entries}, idempotent=True
+            )
+        except RejectedError as e:
+            if len(part) == 1:
+                return [_failed(part[0][1], e.status, str(e))]
+            # The server refused the whole transaction: for one bad entry, or because it was
+            # too large for it (some servers cap a transaction at a few dozen updates). Halve
+            # it until the entries the server refuses are alone; the others are stored.
+            half = len(part) // 2
+            return self._send_chunk(part[:half], targets, mode) + self._send_chunk(
+                part[half:], targets, mode
+            )
+        answers = reply.get("entry", [])
+        if len(answers) != len(part):
+            raise ServerError(f"a transaction of {len(part)} came back with {len(answers)} entries")
+        return [_result(o, a) for (_, o), a in zip(part, answers, strict=True)]
 
     def _batch(
         self, part: list[tuple[dict[str, Any], Outcome]], entries: list[dict[str, Any]]

@@ -15,6 +15,8 @@ from fhir_admsc.tables import read_study
 
 DATA = Path(__file__).parent / "data"
 
+pytest_plugins = ["tests.servers"]
+
 
 @pytest.fixture(autouse=True)
 def _no_fhir_admsc_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,3 +60,26 @@ def scaled_study(study, copies: int):
                 rows.append(type(row).model_validate(data))
         tables[attribute] = rows
     return Study(info=study.info, **tables)
+
+
+def table_differences(expected, actual) -> dict[str, tuple[list, list]]:
+    """Rows missing from and extra in ``actual``, per table (row order aside); {} when equal."""
+    differences = {}
+    if expected.info != actual.info:
+        differences["study.json"] = ([expected.info], [actual.info])
+    for attribute in (
+        "participants",
+        "visits",
+        "procedures",
+        "outcomes",
+        "medications",
+        "adverse_events",
+        "imaging_reports",
+        "imaging_findings",
+    ):
+        want, got = getattr(expected, attribute), getattr(actual, attribute)
+        missing = [r for r in want if r not in got]
+        extra = [r for r in got if r not in want]
+        if missing or extra or len(want) != len(got):
+            differences[attribute] = (missing, extra)
+    return differences

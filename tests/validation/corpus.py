@@ -143,6 +143,11 @@ def _ae_before_suspect(b: dict[str, Any]) -> None:
     proc["performedDateTime"] = "2018-06-30"
 
 
+def _medication_reference(r: dict[str, Any]) -> None:
+    r["medicationReference"] = {"reference": "Medication/x"}
+    del r["medicationCodeableConcept"]
+
+
 def _extension_not_allowed(r: dict[str, Any]) -> None:
     r["extension"].append(
         {
@@ -271,6 +276,13 @@ CASES: list[Case] = [
         _with("odi", lambda r: r.update(valueInteger=40) or r.pop("valueQuantity")),
         "Observation.value.ofType(integer)",
         "admsc-odi#Observation.value[x]",
+    ),
+    Case(
+        "profile-choice-type-alone",
+        "type",
+        _with("analgesic-use", _medication_reference),
+        "MedicationStatement.medication.ofType(Reference)",
+        "admsc-analgesic-use#MedicationStatement.medication[x]",
     ),
     Case(
         "profile-reference-target",
