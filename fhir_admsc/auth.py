@@ -123,7 +123,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
             "iss": self.client_id,
             "sub": self.client_id,
             "aud": token_url,
-            "exp": now + 300,
+            "exp": now + 240,  # SMART: at most five minutes ahead; some servers refuse 300
             "iat": now,
             "jti": str(uuid.uuid4()),
         }

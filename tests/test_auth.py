@@ -166,3 +166,61 @@ def test_cli_uses_smart_and_never_prints_the_token(key, monkeypatch) -> None:
     assert result.exit_code == 4
     assert "token-1" not in result.output and "BEGIN" not in result.output
     assert responses.calls[1].request.headers["Authorization"] == "Bearer token-1"
+
+
+def test_push_and_pull_with_smart_against_a_real_server(tmp_path: Path, study_dir: Path) -> None:
+    """End to end against sekmet-fhir, which verifies the assertion against the registered JWKS:
+    push and pull work with the right key; with another key the token is refused (exit 4)."""
+    from tests.servers import running_sekmet
+
+    registered = ec.generate_private_key(ec.SECP384R1())
+    key = write_key(tmp_path / "key.pem", registered)
+    stranger = write_key(tmp_path / "other.pem", ec.generate_private_key(ec.SECP384R1()))
+    jwk = json.loads(jwt.get_algorithm_by_name("ES384").to_jwk(registered.public_key()))
+    clients = [
+        {
+            "client_id": "study-pusher",
+            "jwks": {"keys": [{**jwk, "alg": "ES384"}]},
+            "scopes": "system/*.read system/*.write",
+        }
+    ]
+    (tmp_path / "server").mkdir()
+    with running_sekmet(
+        tmp_path / "server", server_auth={"types": ["smart"], "smart_clients": clients}
+    ) as server:
+        common = ["--server", server.base_url, "--client-id", "study-pusher"]
+        result = CliRunner().invoke(
+            cli, ["push", str(study_dir), *common, "--private-key", str(key)]
+        )
+        assert result.exit_code == 0, result.output
+        result = CliRunner().invoke(
+            cli,
+            [
+                "pull",
+                *common,
+                "--private-key",
+                str(key),
+                "--study",
+                "ADMSC-FSO794",
+                "-o",
+                str(tmp_path / "back"),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "back" / "outcomes.csv").exists()
+        result = CliRunner().invoke(
+            cli,
+            [
+                "pull",
+                *common,
+                "--private-key",
+                str(stranger),
+                "--study",
+                "ADMSC-FSO794",
+                "-o",
+                str(tmp_path / "x"),
+            ],
+        )
+        assert result.exit_code == 4
+        assert "token request was refused" in result.stderr
+        assert not (tmp_path / "x").exists()

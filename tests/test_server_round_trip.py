@@ -219,3 +219,31 @@ def test_identifier_mode_is_refused_where_the_server_cannot_do_it(
     system = "https://fhir-admsc.org/fhir/sid/research-study"
     studies = FhirClient(sekmet_server.base_url).search("ResearchStudy")
     assert not [s for s in studies if has_identifier(s, system, study.info.study_id)]
+
+
+def test_batch_mode_round_trip(fhir_server, demo_study: Study, tmp_path: Path) -> None:
+    study = renamed(demo_study, f"RT-{fhir_server.name}-batch")
+    write_study(study, tmp_path / "in")
+    result = run(
+        "push",
+        str(tmp_path / "in"),
+        "--server",
+        fhir_server.base_url,
+        "--mode",
+        "batch",
+        "--chunk",
+        "100",
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{len(list(study_to_fhir(study)))} created" in result.stderr
+    result = run(
+        "pull",
+        "--server",
+        fhir_server.base_url,
+        "--study",
+        study.info.study_id,
+        "-o",
+        str(tmp_path / "out"),
+    )
+    assert result.exit_code == 0, result.output
+    assert table_differences(study, read_study(tmp_path / "out")) == {}
