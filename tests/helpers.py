@@ -28,7 +28,7 @@ def set_cell(folder: Path, file: str, index: int, column: str, value: str) -> in
 def scaled_study(study, copies: int):
     """``copies`` copies of a study's participants under new ids (P01 -> P01-003, and likewise
     procedure, lot, event and report ids): a large study that keeps every cross-table rule."""
-    from fhir_admsc.study import Study
+    from fhir_admsc.study import TABLES, Study
 
     renamed = {
         "participant_id",
@@ -40,16 +40,7 @@ def scaled_study(study, copies: int):
         "report_id",
     }
     tables: dict[str, list] = {}
-    for attribute in (
-        "participants",
-        "visits",
-        "procedures",
-        "outcomes",
-        "medications",
-        "adverse_events",
-        "imaging_reports",
-        "imaging_findings",
-    ):
+    for attribute in (table.attribute for table in TABLES):
         rows = []
         for k in range(copies):
             for row in getattr(study, attribute):
@@ -64,19 +55,12 @@ def scaled_study(study, copies: int):
 
 def table_differences(expected, actual) -> dict[str, tuple[list, list]]:
     """Rows missing from and extra in ``actual``, per table (row order aside); {} when equal."""
+    from fhir_admsc.study import TABLES
+
     differences = {}
     if expected.info != actual.info:
         differences["study.json"] = ([expected.info], [actual.info])
-    for attribute in (
-        "participants",
-        "visits",
-        "procedures",
-        "outcomes",
-        "medications",
-        "adverse_events",
-        "imaging_reports",
-        "imaging_findings",
-    ):
+    for attribute in (table.attribute for table in TABLES):
         want, got = getattr(expected, attribute), getattr(actual, attribute)
         missing = [r for r in want if r not in got]
         extra = [r for r in got if r not in want]
