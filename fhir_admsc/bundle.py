@@ -1,13 +1,16 @@
-"""Assemble resources into transaction or collection Bundles and NDJSON, in a stable order."""
+"""Assemble resources into transaction or collection Bundles and NDJSON, in a stable order; read
+them back from Bundle and NDJSON files (or a study folder, exported on the fly)."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from fhir_admsc import ids
+from fhir_admsc.errors import InvalidDataError, Problem
 
 BundleType = Literal["transaction", "collection"]
 
@@ -44,3 +47,38 @@ def ndjson_files(resources: Iterable[dict[str, Any]]) -> dict[str, str]:
             json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
         )
     return {f"{t}.ndjson": "\n".join(rows) + "\n" for t, rows in sorted(lines.items())}
+
+
+def read_resources(path: Path) -> list[dict[str, Any]]:
+    """The resources of a Bundle file, an NDJSON file or folder, or a study folder."""
+    if path.is_dir() and (path / "study.json").exists():
+        from fhir_admsc.mappings import study_to_fhir
+        from fhir_admsc.tables import read_study
+
+        return list(study_to_fhir(read_study(path)))
+    files = sorted(path.glob("*.ndjson")) if path.is_dir() else [path]
+    if not files or not all(f.is_file() for f in files):
+        raise InvalidDataError(
+            [Problem(str(path), "is not a Bundle, an NDJSON file or folder, or a study folder")]
+        )
+    resources: list[dict[str, Any]] = []
+    for file in files:
+        resources.extend(_read_file(file))
+    return resources
+
+
+def _read_file(file: Path) -> Iterable[dict[str, Any]]:
+    text = file.read_text(encoding="utf-8-sig")
+    try:
+        if file.suffix == ".ndjson":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        document = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidDataError(
+            [Problem(str(file), f"is not valid JSON: {e.msg}", e.lineno)]
+        ) from None
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        return [e["resource"] for e in document.get("entry", []) if "resource" in e]
+    if isinstance(document, dict) and "resourceType" in document:
+        return [document]
+    raise InvalidDataError([Problem(str(file), "holds no FHIR resource")])

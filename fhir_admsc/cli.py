@@ -15,15 +15,18 @@ from requests.auth import HTTPBasicAuth
 
 from fhir_admsc import __version__
 from fhir_admsc.auth import SmartBackendAuth
-from fhir_admsc.bundle import bundle, bundle_json, ndjson_files
+from fhir_admsc.bundle import bundle, bundle_json, ndjson_files, read_resources
 from fhir_admsc.client import BearerToken, FhirClient
 from fhir_admsc.conformance import load_resources, npm_package
 from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError
 from fhir_admsc.mappings import study_from_fhir, study_to_fhir
 from fhir_admsc.output import write_atomic, write_files
+from fhir_admsc.plots import render_html
 from fhir_admsc.pull import pull_study
-from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Pusher, ordered, read_source
+from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Pusher, ordered
+from fhir_admsc.report import analyse, render_json, render_markdown, render_text
 from fhir_admsc.tables import read_study, write_study
+from fhir_admsc.terminology import VISIT_ORDER
 from fhir_admsc.validation import reports
 from fhir_admsc.validation.issues import at_least
 from fhir_admsc.validation.run import validate_paths
@@ -193,14 +196,16 @@ def profiles_list() -> None:
         )
 
 
-def server_options(command):
+def server_options(command=None, *, required: bool = True):
     """The options every command that talks to a server takes (also read from FHIR_ADMSC_*)."""
+    if command is None:
+        return lambda c: server_options(c, required=required)
     options = [
         click.option(
             "--server",
             "base_url",
             envvar="FHIR_ADMSC_BASE_URL",
-            required=True,
+            required=required,
             help="Base URL of the FHIR R4 server [env FHIR_ADMSC_BASE_URL].",
         ),
         click.option(
@@ -344,7 +349,7 @@ def push(
 ) -> None:
     """Upsert a Bundle, an NDJSON folder or a study folder into a FHIR server; re-pushing the
     same data changes nothing."""
-    resources = ordered(read_source(source))
+    resources = ordered(read_resources(source))
     client = make_client(**server)
     capabilities = client.capabilities()
     if mode == "transaction" and not capabilities.transaction:
@@ -429,6 +434,68 @@ def pull(study_id: str, output: Path, fmt: str, **server: Any) -> None:
     else:
         write_atomic(output, bundle_json(bundle(resources, fmt, study_id)).encode())
     click.echo(f"pulled {len(resources)} resources of {study_id} to {output}", err=True)
+
+
+@cli.command()
+@click.argument("source", required=False, type=click.Path(path_type=Path, exists=True))
+@server_options(required=False)
+@click.option("--study", "study_id", help="With --server: the study_id to pull and report on.")
+@click.option(
+    "--baseline",
+    default="baseline",
+    show_default=True,
+    type=click.Choice(VISIT_ORDER),
+    help="The visit compared against.",
+)
+@click.option(
+    "--followup",
+    default="month12",
+    show_default=True,
+    type=click.Choice(VISIT_ORDER),
+    help="The visit compared.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json", "html"]),
+    default="text",
+    show_default=True,
+    help="How to print the outcome table.",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
+def report(
+    source: Path | None,
+    study_id: str | None,
+    baseline: str,
+    followup: str,
+    fmt: str,
+    output: Path | None,
+    **server: Any,
+) -> None:
+    """Recompute the study's outcome table from FHIR data: a Bundle, an NDJSON folder, a study
+    folder (exported to FHIR first), or a server (--server with --study)."""
+    if (source is None) == (server["base_url"] is None):
+        raise ConfigurationError("give either SOURCE or --server with --study")
+    if source is not None:
+        resources = read_resources(source)
+    else:
+        if not study_id:
+            raise ConfigurationError("--server needs --study STUDY_ID")
+        client = make_client(**server)
+        client.capabilities()
+        resources = pull_study(client, study_id)
+    # Through the reverse mappings: the report reads what the FHIR resources say, not the CSV.
+    study = study_from_fhir(resources)
+    table = analyse(study, baseline, followup)
+    if fmt == "html":
+        text = render_html(table, study)
+    else:
+        text = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt](table)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text.encode())
+        click.echo(f"wrote the {fmt} report to {output}", err=True)
 
 
 def main() -> None:

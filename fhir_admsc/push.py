@@ -4,9 +4,8 @@ only what is new or changed, in transactions or batches ordered so that referenc
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -388,38 +387,3 @@ def _failed(planned: Outcome, status: int | None, message: str) -> Outcome:
     return Outcome(
         planned.resource, planned.identifier, "failed", status, planned.server_id, message
     )
-
-
-def read_source(path: Path) -> list[dict[str, Any]]:
-    """The resources of a Bundle file, an NDJSON file or folder, or a study folder."""
-    if path.is_dir() and (path / "study.json").exists():
-        from fhir_admsc.mappings import study_to_fhir
-        from fhir_admsc.tables import read_study
-
-        return list(study_to_fhir(read_study(path)))
-    files = sorted(path.glob("*.ndjson")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise InvalidDataError(
-            [Problem(str(path), "is not a Bundle, an NDJSON file or folder, or a study folder")]
-        )
-    resources: list[dict[str, Any]] = []
-    for file in files:
-        resources.extend(_read_file(file))
-    return resources
-
-
-def _read_file(file: Path) -> Iterable[dict[str, Any]]:
-    text = file.read_text(encoding="utf-8-sig")
-    try:
-        if file.suffix == ".ndjson":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        document = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidDataError(
-            [Problem(str(file), f"is not valid JSON: {e.msg}", e.lineno)]
-        ) from None
-    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
-        return [e["resource"] for e in document.get("entry", []) if "resource" in e]
-    if isinstance(document, dict) and "resourceType" in document:
-        return [document]
-    raise InvalidDataError([Problem(str(file), "holds no FHIR resource")])

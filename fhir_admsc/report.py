@@ -3,6 +3,7 @@ under the outcome definitions of the study data contract."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -197,3 +198,96 @@ def _subgroups(study: Study, baseline: str) -> dict[str, list[str]]:
         )
         groups[name].append(p.participant_id)
     return groups
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+LABELS = {
+    "pain_reduced": "Average pain reduced (NPRS)",
+    "worst_pain_reduced": "Most severe pain reduced (NPRS)",
+    "pain_50pct_responder": "Average pain reduced by 50% or more",
+    "pain_clinically_important": "Clinically important pain change (>= 2 points or >= 30%)",
+    "pain_worsened": "Average pain worse",
+    "odi_improved": "Disability (ODI) improved",
+    "odi_clinically_important": "ODI improved by 10 points or more",
+    "work_capacity_increased": "Work capacity increased",
+    "analgesic_reduced": "Analgesic use reduced",
+    "fissure_healed": "Annular fissure healed (of those with one at baseline)",
+    "protrusion_reduced": "Disc protrusion reduced (of those with one at baseline)",
+    "disc_height_loss": "Disc height lost (> 0.5 mm)",
+}
+SUBGROUPS = {"modic2_no_fissure": "Modic type 2, no annular fissure", "others": "All others"}
+
+
+def fraction(tally: dict[str, Any]) -> str:
+    """``n/N (p%)`` over the evaluable participants."""
+    if not tally["evaluable"]:
+        return "not evaluable"
+    return f"{tally['n']}/{tally['evaluable']} ({100 * tally['n'] / tally['evaluable']:.0f}%)"
+
+
+def rows(table: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(section, label, value) rows of the outcome table, in reading order."""
+    out = [("Outcomes", LABELS[k], fraction(v)) for k, v in table["outcomes"].items()]
+    second = table["second_injection"]
+    out.append(
+        ("Second injection", "Participants with a second injection", str(second["participants"]))
+    )
+    for key in ("improved", "worsened", "unchanged", "not_evaluable"):
+        out.append(
+            (
+                "Second injection",
+                f"{key.replace('_', ' ').capitalize()} at month 12 against month 6",
+                str(second[key]),
+            )
+        )
+    out += [("MRI at the index disc", LABELS[k], fraction(v)) for k, v in table["mri"].items()]
+    for name, group in table["subgroups"].items():
+        section = f"Subgroup: {SUBGROUPS[name]} at baseline (n={group['participants']})"
+        out.append((section, LABELS["pain_reduced"], fraction(group["pain_reduced"])))
+        out.append(
+            (section, LABELS["pain_50pct_responder"], fraction(group["pain_50pct_responder"]))
+        )
+    safety = table["safety"]
+    severity = ", ".join(f"{k} {v}" for k, v in safety["by_severity"].items())
+    out += [
+        ("Safety", "Adverse events", f"{safety['adverse_events']} ({severity})"),
+        ("Safety", "Serious adverse events", str(safety["serious"])),
+        ("Safety", "Related (certain, probable or possible)", str(safety["related"])),
+        ("Safety", "Participants with an adverse event", str(safety["participants_with_ae"])),
+    ]
+    return out
+
+
+def title(table: dict[str, Any]) -> str:
+    return (
+        f"{table['followup']} against {table['baseline']}, {table['participants']} "
+        "participants (n/N: N counts the participants with both values)"
+    )
+
+
+def render_text(table: dict[str, Any]) -> str:
+    lines = [title(table)]
+    width = max(len(label) for _, label, _ in rows(table))
+    section = None
+    for current, label, value in rows(table):
+        if current != section:
+            lines += ["", current]
+            section = current
+        lines.append(f"  {label:<{width}}  {value}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(table: dict[str, Any]) -> str:
+    lines = [f"# Study outcomes: {title(table)}"]
+    section = None
+    for current, label, value in rows(table):
+        if current != section:
+            lines += ["", f"## {current}", "", "| measure | result |", "|---|---|"]
+            section = current
+        lines.append(f"| {label} | {value} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(table: dict[str, Any]) -> str:
+    return json.dumps(table, indent=2) + "\n"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import responses
 
+from fhir_admsc.bundle import read_resources
 from fhir_admsc.client import FhirClient, RetryPolicy
 from fhir_admsc.errors import InvalidDataError
-from fhir_admsc.push import Pusher, ordered, read_source, same_content
+from fhir_admsc.push import Pusher, ordered, same_content
 from tests.validation.corpus import demo, demo_resources
 
 BASE = "https://fhir.example.test/r4"
@@ -47,7 +48,7 @@ def test_same_content_ignores_server_meta_and_number_form() -> None:
     assert not same_content(ours, extra)
 
 
-def test_read_source_accepts_bundle_ndjson_and_study(tmp_path: Path, study_dir: Path) -> None:
+def test_read_resources_accepts_bundle_ndjson_and_study(tmp_path: Path, study_dir: Path) -> None:
     resources = list(demo_resources())
     (tmp_path / "b.json").write_text(
         json.dumps(
@@ -60,12 +61,12 @@ def test_read_source_accepts_bundle_ndjson_and_study(tmp_path: Path, study_dir: 
     )
     (tmp_path / "nd").mkdir()
     (tmp_path / "nd" / "All.ndjson").write_text("".join(json.dumps(r) + "\n" for r in resources))
-    assert read_source(tmp_path / "b.json") == resources
-    assert read_source(tmp_path / "nd") == resources
-    assert read_source(study_dir) == resources
+    assert read_resources(tmp_path / "b.json") == resources
+    assert read_resources(tmp_path / "nd") == resources
+    assert read_resources(study_dir) == resources
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InvalidDataError, match="bad.json"):
-        read_source(tmp_path / "bad.json")
+        read_resources(tmp_path / "bad.json")
 
 
 class FakeServer:
