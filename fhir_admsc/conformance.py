@@ -27,8 +27,6 @@ STATUS = "draft"
 DATE = "2026-11-24"
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 
-UCUM_QUANTITY = "system = 'http://unitsofmeasure.org' and code.exists() and value.exists()"
-
 
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[-_]", name))
@@ -169,7 +167,7 @@ def _own(concept: term.Concept) -> dict[str, Any]:
 
 def _clinical(profile: Profile, subject: bool = True) -> Profile:
     """What every clinical resource carries: the study link, the identifier and the patient."""
-    profile.extension(term.WORKFLOW_RESEARCH_STUDY, "researchStudy", 1, "1")
+    profile.extension(term.study_link_url(profile.base), "researchStudy", 1, "1")
     profile.reference("extension:researchStudy.value[x]", "ResearchStudy", min=1)
     _identified(profile)
     if subject:
@@ -268,7 +266,7 @@ def profiles() -> list[Profile]:
         "ADMSC participant",
         "A pseudonymous study participant: gender and birth year only.",
     )
-    _clinical(p, subject=False).require("gender")
+    _identified(p).require("gender")
     p.invariant(
         "admsc-patient-birth-year",
         "Only the year of birth is recorded",
@@ -476,11 +474,15 @@ def extension_definitions() -> list[dict[str, Any]]:
         if ext.target:
             value["type"][0]["targetProfile"] = [CORE + ext.target]
         if ext.unit:
-            value[f"pattern{ext.value_type}"] = {"system": term.UCUM, "code": ext.unit[0]}
+            if ext.value_type == "Quantity":
+                # (a Duration pattern without a value would break drt-1 in the definition itself;
+                # the invariant below pins its unit instead)
+                value["patternQuantity"] = {"system": term.UCUM, "code": ext.unit[0]}
             p.invariant(
                 f"admsc-{ext.name}-unit",
                 f"The value is a UCUM quantity in {ext.unit[0]}",
-                f"value.all({UCUM_QUANTITY} and value >= 0)",
+                f"value.all(system = {_fhirpath_string(term.UCUM)} and code = "
+                f"{_fhirpath_string(ext.unit[0])} and value.exists() and value >= 0)",
             )
         p.element("value[x]", **value)
         if ext.value_set:
@@ -555,14 +557,6 @@ def implementation_guide(resources: list[dict[str, Any]]) -> dict[str, Any]:
         "adipose-derived MSC study: procedures, outcomes, adverse events, MRI.",
         "packageId": PACKAGE_NAME,
         "fhirVersion": [term.FHIR_VERSION],
-        "dependsOn": [
-            {
-                "id": "hl7_fhir_r4_core",
-                "uri": "http://hl7.org/fhir",
-                "packageId": "hl7.fhir.r4.core",
-                "version": term.FHIR_VERSION,
-            }
-        ],
         "definition": {
             "resource": [
                 {

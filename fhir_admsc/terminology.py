@@ -32,8 +32,40 @@ AE_OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 AE_CAUSALITY = "http://terminology.hl7.org/CodeSystem/adverse-event-causality-assess"
 
 WORKFLOW_RESEARCH_STUDY = "http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"
+# The resource types FHIR R4 allows workflow-researchStudy on (its StructureDefinition's context).
+CORE_EXTENSION_CONTEXTS: dict[str, frozenset[str]] = {
+    WORKFLOW_RESEARCH_STUDY: frozenset(
+        {
+            "Composition",
+            "Consent",
+            "DeviceUseStatement",
+            "DiagnosticReport",
+            "Encounter",
+            "FamilyMemberHistory",
+            "Immunization",
+            "Media",
+            "MedicationAdministration",
+            "MedicationDispense",
+            "MedicationStatement",
+            "Observation",
+            "Procedure",
+            "QuestionnaireResponse",
+            "RiskAssessment",
+            "SupplyDelivery",
+            "Task",
+        }
+    ),
+}
 
 FHIR_VERSION = "4.0.1"
+
+
+def study_link_url(resource_type: str) -> str:
+    """The extension that ties a resource of this type to its ResearchStudy: the R4 core
+    workflow-researchStudy where R4 allows it, the project's research-study elsewhere."""
+    if resource_type in CORE_EXTENSION_CONTEXTS[WORKFLOW_RESEARCH_STUDY]:
+        return WORKFLOW_RESEARCH_STUDY
+    return extension_url("research-study")
 
 
 def extension_url(name: str) -> str:
@@ -354,6 +386,10 @@ _RS, _PROC, _BDP, _AE = (
 
 # fmt: off
 EXTENSIONS: dict[str, ExtensionDef] = {e.name: e for e in [
+    ExtensionDef("research-study", "Reference", "The research study this record belongs to (where "
+                 "R4 does not allow workflow-researchStudy)",
+                 ("Condition", "Specimen", "BiologicallyDerivedProduct", "ImagingStudy"),
+                 target="ResearchStudy"),
     ExtensionDef("study-site", "Reference", "The study site a participant is enrolled at", _RS,
                  target="Location"),
     ExtensionDef("withdrawal-reason", "string", "Why a participant withdrew from the study", _RS),

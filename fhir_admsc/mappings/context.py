@@ -54,7 +54,7 @@ class StudyContext:
         }
         if study_link:
             resource["extension"] = [
-                {"url": term.WORKFLOW_RESEARCH_STUDY, "valueReference": self.study_ref()}
+                {"url": term.study_link_url(resource_type), "valueReference": self.study_ref()}
             ]
         resource["identifier"] = [ids.identifier(self.study_id, kind_of(resource_type), key)]
         return resource

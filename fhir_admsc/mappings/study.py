@@ -82,7 +82,8 @@ def location(site: Site, ctx: StudyContext) -> dict[str, Any]:
 
 
 def patient(p: Participant, ctx: StudyContext) -> dict[str, Any]:
-    r = ctx.resource("Patient", p.participant_id, "patient")
+    # A Patient is not study data: it is tied to the study through its ResearchSubject.
+    r = ctx.resource("Patient", p.participant_id, "patient", study_link=False)
     r["gender"] = p.sex
     if p.birth_year is not None:
         r["birthDate"] = f"{p.birth_year:04d}"

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhir_admsc.fhir import parse
+from fhir_admsc.terminology import CORE_EXTENSION_CONTEXTS
 from fhir_admsc.validation import definitions
 from fhir_admsc.validation.catalog import Catalog, external_code_problem
 from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
@@ -644,6 +645,17 @@ class Validator:
             if not isinstance(url, str):
                 continue
             sd = self.catalog.structure(url)
+            top = node.location.split(".")[0] if node.location.count(".") == 1 else None
+            core_contexts = CORE_EXTENSION_CONTEXTS.get(url)
+            if top and core_contexts is not None and kind not in core_contexts:
+                ctx.add(
+                    "error",
+                    "structure",
+                    f"extension {url} is not allowed on {kind} in R4 "
+                    f"(context: {', '.join(sorted(core_contexts))})",
+                    node.location,
+                    url,
+                )
             if sd is None:
                 if not self.catalog.is_core(url) and any(
                     url.startswith(b) for b in self.catalog.canonical_bases
@@ -657,7 +669,6 @@ class Validator:
                     )
                 continue
             contexts = [c.get("expression", "") for c in sd.get("context", [])]
-            top = node.location.split(".")[0] if node.location.count(".") == 1 else None
             if (
                 top
                 and contexts

@@ -86,7 +86,7 @@ def mapped(**tables: Any) -> list[dict[str, Any]]:
         ),
         pytest.param(
             "Condition",
-            "extension[url=workflow-researchStudy].valueReference.reference",
+            "extension[url=research-study].valueReference.reference",
             ref("ResearchStudy", "S1"),
             id="condition-study-link",
         ),
@@ -97,6 +97,16 @@ def test_study_and_subject_mapping(resource_type: str, path: str, expected: Any)
     (resource,) = by_type(resources, resource_type)
     assert get(resource, path) == expected
     assert resource["meta"]["profile"][0].startswith(term.CANONICAL_BASE)
+
+
+def test_study_link_follows_what_r4_allows() -> None:
+    """workflow-researchStudy where R4 allows it (Encounter); the project's own research-study
+    extension on a Condition; none on a Patient (tied through its ResearchSubject)."""
+    resources = mapped()
+    urls = {r["resourceType"]: [e["url"] for e in r.get("extension", [])] for r in resources}
+    assert urls["Encounter"] == ["http://hl7.org/fhir/StructureDefinition/workflow-researchStudy"]
+    assert urls["Condition"] == ["https://fhir-admsc.org/fhir/StructureDefinition/research-study"]
+    assert urls["Patient"] == []
 
 
 def test_optional_study_fields_leave_no_trace() -> None:

@@ -148,6 +148,12 @@ def _medication_reference(r: dict[str, Any]) -> None:
     del r["medicationCodeableConcept"]
 
 
+def _core_extension_wrong_context(r: dict[str, Any]) -> None:
+    r.setdefault("extension", []).append(
+        {"url": term.WORKFLOW_RESEARCH_STUDY, "valueReference": {"reference": "ResearchStudy/x"}}
+    )
+
+
 def _extension_not_allowed(r: dict[str, Any]) -> None:
     r["extension"].append(
         {
@@ -358,6 +364,13 @@ CASES: list[Case] = [
         _with("patient", _set("meta.profile", ["https://example.org/StructureDefinition/x"])),
         "Patient",
         "https://example.org/StructureDefinition/x",
+    ),
+    Case(
+        "core-extension-context",
+        "extension-definition",
+        _with("patient", _core_extension_wrong_context),
+        "Patient.extension[0]",
+        "workflow-researchStudy",
     ),
     Case(
         "own-code-unknown",

@@ -125,6 +125,12 @@ KNOWN_DIFFERENCES: dict[str, Known] = {
         "Medplum lenient: an extension url that no slice names passes (open slicing) and is never "
         "looked up; ours fails closed on an url in our own namespace that no definition has",
     ),
+    "core-extension-context": Known(
+        ("Patient.extension",),
+        (),
+        "Medplum misses it: it never checks an extension's context (workflow-researchStudy is not "
+        "allowed on a Patient in R4)",
+    ),
     "profile-extension-context": Known(
         ("Procedure.extension",),
         (),
