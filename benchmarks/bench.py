@@ -37,9 +37,34 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:>10,.0f} resources/s  ({seconds:.2f} s)"
 
 
+def reference(payload: dict, count: int) -> None:
+    """The HL7 validator engine on the same Bundle, in one JVM; startup timed apart."""
+    import tempfile
+
+    from tests.reference import harness
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bundle.json"
+        path.write_text(json.dumps(payload))
+        summary = harness.run(harness.build(), harness.write_package(Path(folder)), [path]).summary
+    seconds = summary["validate_ms"] / 1000
+    print(
+        f"         HL7 validator engine (reference)  {rate(count, seconds)}  "
+        f"JVM-side startup {summary['startup_ms'] / 1000:.1f} s apart"
+    )
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak memory (reference JVM)                {children:>10,.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=20)
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time the HL7 validator engine (Java; tests/reference) on the "
+        "same export, JVM start reported apart",
+    )
     args = parser.parse_args()
 
     study = scaled_study(read_study(demo_folder()), args.copies)
@@ -72,6 +97,8 @@ def main() -> None:
     print(f"validate fhir-admsc (all layers)           {rate(count, validate_s)}  {errors} errors")
     print(f"         fhir.resources model_validate     {rate(count, parse_s)}")
     print(f"         ratio                             {parse_s / validate_s:>10.2f}x")
+    if args.reference:
+        reference(payload, count)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (this process)                 {peak:>10,.0f} MiB")
 
