@@ -154,6 +154,10 @@ class FhirClient:
                 "Accept": FHIR_JSON,
                 "Content-Type": FHIR_JSON,
                 "User-Agent": f"fhir-admsc/{__version__}",
+                # HAPI FHIR answers a search repeated within 60 s (its default) from the results
+                # it cached the first time, so a search after a push would miss what was just
+                # written; no-cache makes it search afresh (in a batch's GET entries too).
+                "Cache-Control": "no-cache",
             }
         )
         self._capabilities: Capabilities | None = None

@@ -113,6 +113,17 @@ def ordered(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [resources[i] for i in placed]
 
 
+def _referring_to(resource: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+    """The resource with its references to the keys of ``renamed`` pointing to their values (the
+    resource itself when it has none)."""
+    if not any(ref["reference"] in renamed for ref in _references(resource)):
+        return resource
+    copy = json.loads(json.dumps(resource))
+    for ref in _references(copy):
+        ref["reference"] = renamed.get(ref["reference"], ref["reference"])
+    return copy
+
+
 def same_content(ours: dict[str, Any], theirs: dict[str, Any] | None) -> bool:
     """Whether the server's copy says what ours says (server-managed meta and narrative aside)."""
     if theirs is None:
@@ -216,14 +227,22 @@ class Pusher:
 
     def plan(self, resources: list[dict[str, Any]]) -> list[Outcome]:
         """create / update / unchanged for each resource, from the server's current state."""
+        current = self.current(resources)
+        # In identifier mode the server picked the ids, and the copies it holds refer to each other
+        # by them: ours are compared with their references turned to the server's ids.
+        server_refs = {
+            f"{r['resourceType']}/{r['id']}": f"{r['resourceType']}/{theirs['id']}"
+            for r, theirs in zip(resources, current, strict=True)
+            if theirs is not None and theirs.get("id") and theirs["id"] != r["id"]
+        }
         outcomes = []
-        for resource, theirs in zip(resources, self.current(resources), strict=True):
+        for resource, theirs in zip(resources, current, strict=True):
             system, value = business_identifier(resource)
             action = (
                 "create"
                 if theirs is None
                 else "unchanged"
-                if same_content(resource, theirs)
+                if same_content(_referring_to(resource, server_refs), theirs)
                 else "update"
             )
             outcomes.append(
@@ -307,18 +326,20 @@ class Pusher:
             }
             for r, _ in part
         ]
-        if mode == "batch":
-            return self._batch(part, entries)
         try:
+            if mode == "batch":
+                return self._batch(part, entries)
             reply = self.client.bundle(
                 {"resourceType": "Bundle", "type": "transaction", "entry": entries}, idempotent=True
             )
         except RejectedError as e:
             if len(part) == 1:
                 return [_failed(part[0][1], e.status, str(e))]
-            # The server refused the whole transaction: for one bad entry, or because it was
-            # too large for it (some servers cap a transaction at a few dozen updates). Halve
-            # it until the entries the server refuses are alone; the others are stored.
+            # The server refused the whole Bundle: for one bad entry (of a batch too: HAPI parses
+            # the whole Bundle before it runs an entry, so one that does not parse fails them
+            # all), or because it was too large for it (some servers cap a transaction at a few
+            # dozen updates). Halve it until the entries the server refuses are alone; the others
+            # are stored.
             half = len(part) // 2
             return self._send_chunk(part[:half], targets, mode) + self._send_chunk(
                 part[half:], targets, mode

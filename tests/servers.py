@@ -1,4 +1,5 @@
-"""Real FHIR R4 servers on loopback for integration tests: Medplum's engine and sekmet-fhir.
+"""Real FHIR R4 servers on loopback for integration tests: Medplum's engine, sekmet-fhir and a HAPI
+FHIR JPA server.
 
 Each runs as a subprocess on a free 127.0.0.1 port, once per test session, and is stopped at the end.
 A server that does not start makes its fixture fail (never skip), with the tail of its stderr.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +24,11 @@ import pytest
 import requests
 
 NODE = Path(__file__).parent / "node"
-START_TIMEOUT = 60.0  # seconds; both start in about 1 s here
+HAPI = Path(__file__).parent / "hapi"
+START_TIMEOUT = 60.0  # seconds; Medplum and sekmet start in about 1 s here
+HAPI_START_TIMEOUT = 240.0  # HAPI starts in about 11 s here, more on a busy machine
+HAPI_BUILD_TIMEOUT = 1800  # a first build into an empty ~/.m2 downloads about 340 MB
+JAVA_INSTALL = "apt-get install -y --no-install-recommends default-jdk-headless maven"
 
 
 @dataclass(frozen=True)
@@ -48,17 +55,22 @@ def _answers_metadata(base_url: str) -> bool:
 
 @contextmanager
 def _running(
-    name: str, command: list[str], folder: Path, base_url: Callable[[Path], str | None], **popen
+    name: str,
+    command: list[str],
+    folder: Path,
+    base_url: Callable[[Path], str | None],
+    timeout: float = START_TIMEOUT,
+    **popen,
 ) -> Iterator[FhirServer]:
-    """Start `command` with stdout and stderr in files of `folder`; wait until `base_url(stdout file)`
-    is known and answers GET /metadata; stop the process on exit."""
+    """Start `command` with stdout and stderr in files of `folder`; wait (at most `timeout` s) until
+    `base_url(stdout file)` is known and answers GET /metadata; stop the process on exit."""
     out, err = folder / f"{name}.stdout", folder / f"{name}.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, **popen
         )
     try:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + timeout
         base = None
         while not (base and _answers_metadata(base)):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -66,7 +78,7 @@ def _running(
                 what = (
                     f"exited with {process.returncode} before it answered GET /metadata"
                     if process.poll() is not None
-                    else f"did not answer GET /metadata within {START_TIMEOUT:.0f} s"
+                    else f"did not answer GET /metadata within {timeout:.0f} s"
                 )
                 pytest.fail(
                     f"FHIR server {name} {what}\ncommand: {' '.join(command)}\nstderr tail:\n{tail}",
@@ -93,7 +105,8 @@ def _node_command(script: Path) -> list[str]:
 
 
 def _announced_base(stdout: Path) -> str | None:
-    """The base URL of the one JSON line fhir-server.mjs prints when it listens."""
+    """The base URL of the one JSON line that fhir-server.mjs and the HAPI server print when they
+    listen."""
     line = stdout.read_text().partition("\n")[0]
     return json.loads(line)["base"] if line.endswith("}") else None
 
@@ -143,7 +156,65 @@ def sekmet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServ
         yield server
 
 
-@pytest.fixture(params=["medplum", "sekmet"], ids=["medplum", "sekmet"])
+def _hapi_jar() -> Path:
+    """tests/hapi/target/hapi-server.jar, built with `mvn -q -B package` (Maven's local repository
+    in ~/.m2, reused) unless it is newer than pom.xml and every source file."""
+    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            f"{' and '.join(missing)} not found: the HAPI FHIR test server needs Java 17+ and "
+            f"Maven (on Debian: {JAVA_INSTALL})",
+            pytrace=False,
+        )
+    version = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
+    found = re.search(r'version "(\d+)', version.stderr)
+    if found is None or int(found[1]) < 17:
+        pytest.fail(
+            f"the HAPI FHIR test server needs Java 17 or newer; `java -version` says: "
+            f"{version.stderr.strip()} (on Debian: {JAVA_INSTALL})",
+            pytrace=False,
+        )
+    jar = HAPI / "target" / "hapi-server.jar"
+    sources = [HAPI / "pom.xml", *(p for p in (HAPI / "src").rglob("*") if p.is_file())]
+    if jar.exists() and all(p.stat().st_mtime <= jar.stat().st_mtime for p in sources):
+        return jar
+    build = subprocess.run(
+        ["mvn", "-q", "-B", "package"],
+        cwd=HAPI,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=HAPI_BUILD_TIMEOUT,
+    )
+    if build.returncode != 0:
+        pytest.fail(
+            f"mvn -q -B package failed in {HAPI} (exit {build.returncode}):\n"
+            f"{build.stdout[-3000:]}\n{build.stderr[-3000:]}",
+            pytrace=False,
+        )
+    return jar
+
+
+@pytest.fixture(scope="session")
+def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
+    """HAPI FHIR's JPA server (tests/hapi), in memory: its defaults, plus Bulk Data $export."""
+    # The client compiler alone starts the JVM in about half the time (11 s, not 24 s) and a test
+    # session is short; the serial collector keeps its memory near 600 MB at start and 1 GB after
+    # the whole suite (the in-memory database lives in the heap).
+    command = ["java", "-Xmx768m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+    command += ["-jar", str(_hapi_jar()), "0"]
+    folder = tmp_path_factory.mktemp("hapi")
+    with _running(
+        "hapi", command, folder, _announced_base, timeout=HAPI_START_TIMEOUT, cwd=folder
+    ) as server:
+        yield server
+
+
+SERVERS = ["medplum", "sekmet", "hapi"]
+
+
+@pytest.fixture(params=SERVERS, ids=SERVERS)
 def fhir_server(request: pytest.FixtureRequest) -> FhirServer:
-    """Each real server in turn: a test using this fixture runs against both."""
+    """Each real server in turn: a test using this fixture runs against all of them."""
     return request.getfixturevalue(f"{request.param}_server")
