@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,12 +21,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.reference.harness import missing_tools
+
 NODE = Path(__file__).parent / "node"
 HAPI = Path(__file__).parent / "hapi"
 START_TIMEOUT = 60.0  # seconds; Medplum and sekmet start in about 1 s here
 HAPI_START_TIMEOUT = 240.0  # HAPI starts in about 11 s here, more on a busy machine
 HAPI_BUILD_TIMEOUT = 1800  # a first build into an empty ~/.m2 downloads about 340 MB
-JAVA_INSTALL = "apt-get install -y --no-install-recommends default-jdk-headless maven"
 
 
 @dataclass(frozen=True)
@@ -159,21 +158,9 @@ def sekmet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServ
 def _hapi_jar() -> Path:
     """tests/hapi/target/hapi-server.jar, built with `mvn -q -B package` (Maven's local repository
     in ~/.m2, reused) unless it is newer than pom.xml and every source file."""
-    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    missing = missing_tools("the HAPI FHIR test server tests")
     if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} not found: the HAPI FHIR test server needs Java 17+ and "
-            f"Maven (on Debian: {JAVA_INSTALL})",
-            pytrace=False,
-        )
-    version = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
-    found = re.search(r'version "(\d+)', version.stderr)
-    if found is None or int(found[1]) < 17:
-        pytest.fail(
-            f"the HAPI FHIR test server needs Java 17 or newer; `java -version` says: "
-            f"{version.stderr.strip()} (on Debian: {JAVA_INSTALL})",
-            pytrace=False,
-        )
+        pytest.fail(missing, pytrace=False)
     jar = HAPI / "target" / "hapi-server.jar"
     sources = [HAPI / "pom.xml", *(p for p in (HAPI / "src").rglob("*") if p.is_file())]
     if jar.exists() and all(p.stat().st_mtime <= jar.stat().st_mtime for p in sources):

@@ -34,19 +34,19 @@ class ToolMissing(Exception):
     """Java 17+ or Maven is not on this machine."""
 
 
-def missing_tools() -> str | None:
-    """What is missing to build and run the reference validator (Java 17+, Maven), or None."""
+def missing_tools(what: str = "the reference validator tests") -> str | None:
+    """What is missing to build and run a Java test part (Java 17+, Maven), or None."""
     missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
     if missing:
         return (
-            f"{' and '.join(missing)} not found: the reference validator tests need Java 17+ and "
+            f"{' and '.join(missing)} not found: {what} need Java 17+ and "
             f"Maven (on Debian: {INSTALL})"
         )
     version = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
     found = re.search(r'version "(\d+)', version.stderr)
     if found is None or int(found[1]) < 17:
         return (
-            f"the reference validator needs Java 17 or newer; `java -version` says: "
+            f"{what} need Java 17 or newer; `java -version` says: "
             f"{version.stderr.strip()} (on Debian: {INSTALL})"
         )
     return None
