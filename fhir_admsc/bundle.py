@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from fhir_admsc import ids
+from fhir_admsc import ids, limits
 from fhir_admsc.errors import InvalidDataError, Problem
 
 BundleType = Literal["transaction", "collection"]
@@ -35,17 +35,35 @@ def bundle(resources: Iterable[dict[str, Any]], kind: BundleType, study_id: str)
 
 
 def bundle_json(value: dict[str, Any]) -> str:
-    """A Bundle (or any resource) as indented JSON text with a final newline."""
-    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    """A Bundle (or any resource) as JSON text: the Bundle's own elements indented, each entry on one
+    line of its own, and a final newline.
+
+    One line per entry keeps large Bundles readable line by line and diffable, and lets the encoder
+    run in C: Python's json module indents in pure Python, at a fifth of the speed.
+    """
+    entries = value.get("entry")
+    if not isinstance(entries, list) or not entries:
+        return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    head = {k: v for k, v in value.items() if k != "entry"}
+    lines = [f"  {_compact(k)}: {_compact(v)}," for k, v in head.items()]
+    rows = ",\n".join(f"    {_compact(entry)}" for entry in entries)
+    return "{\n" + "\n".join(lines) + '\n  "entry": [\n' + rows + "\n  ]\n}\n"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def ndjson_line(resource: dict[str, Any]) -> str:
+    """One resource as a line of NDJSON (compact, non-ASCII kept), without the line break."""
+    return _compact(resource)
 
 
 def ndjson_files(resources: Iterable[dict[str, Any]]) -> dict[str, str]:
     """NDJSON text per resource type: ``{"Patient.ndjson": "...", ...}``, one resource a line."""
     lines: dict[str, list[str]] = defaultdict(list)
     for resource in resources:
-        lines[resource["resourceType"]].append(
-            json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
-        )
+        lines[resource["resourceType"]].append(ndjson_line(resource))
     return {f"{t}.ndjson": "\n".join(rows) + "\n" for t, rows in sorted(lines.items())}
 
 
@@ -68,17 +86,42 @@ def read_resources(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_file(file: Path) -> Iterable[dict[str, Any]]:
-    text = file.read_text(encoding="utf-8-sig")
     try:
-        if file.suffix == ".ndjson":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        document = json.loads(text)
-    except json.JSONDecodeError as e:
+        text = limits.read_text(file)
+    except UnicodeDecodeError as e:
         raise InvalidDataError(
-            [Problem(str(file), f"is not valid JSON: {e.msg}", e.lineno)]
+            [Problem(str(file), f"is not UTF-8 text (byte {e.start})")]
         ) from None
+    if file.suffix == ".ndjson":
+        # only "\n" ends an NDJSON line: text may hold U+2028 or U+0085, which splitlines() splits on
+        lines = enumerate(text.split("\n"), start=1)
+        return [_resource(_parse(file, line, n), file, n) for n, line in lines if line.strip()]
+    document = _parse(file, text)
     if isinstance(document, dict) and document.get("resourceType") == "Bundle":
-        return [e["resource"] for e in document.get("entry", []) if "resource" in e]
-    if isinstance(document, dict) and "resourceType" in document:
-        return [document]
-    raise InvalidDataError([Problem(str(file), "holds no FHIR resource")])
+        entries = document.get("entry", [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise InvalidDataError(
+                [Problem(str(file), "holds a Bundle whose entries are not objects")]
+            )
+        return [_resource(e["resource"], file) for e in entries if "resource" in e]
+    return [_resource(document, file)]
+
+
+def _parse(file: Path, text: str, line: int = 1) -> Any:
+    """The JSON document ``text`` that starts on ``line`` of ``file``."""
+    try:
+        return limits.loads(text, str(file), line)
+    except json.JSONDecodeError as e:
+        where = line + e.lineno - 1
+        raise InvalidDataError([Problem(str(file), f"is not valid JSON: {e.msg}", where)]) from None
+
+
+def _resource(value: Any, file: Path, line: int | None = None) -> dict[str, Any]:
+    """``value``, when it is a FHIR resource with an id (what push and the reverse mappings need)."""
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("resourceType"), str)
+        and isinstance(value.get("id"), str)
+    ):
+        return value
+    raise InvalidDataError([Problem(str(file), "holds no FHIR resource with an id", line)])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from contextlib import contextmanager
 from importlib import resources as package_files
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +17,20 @@ from requests.auth import HTTPBasicAuth
 
 from fhir_admsc import __version__
 from fhir_admsc.auth import SmartBackendAuth
-from fhir_admsc.bundle import bundle, bundle_json, ndjson_files, read_resources
-from fhir_admsc.client import BearerToken, FhirClient
+from fhir_admsc.bulk import bulk_pull_study
+from fhir_admsc.bundle import bundle, bundle_json, ndjson_files, ndjson_line, read_resources
+from fhir_admsc.client import BearerToken, FhirClient, RetryPolicy
 from fhir_admsc.conformance import load_resources, npm_package
-from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError
-from fhir_admsc.mappings import study_from_fhir, study_to_fhir
-from fhir_admsc.output import write_atomic, write_files
+from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError, ServerError
+from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
+from fhir_admsc.output import StagedFiles, write_atomic, write_files
 from fhir_admsc.plots import render_html
 from fhir_admsc.pull import pull_study
-from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Pusher, ordered
+from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Journal, Pusher, Source
 from fhir_admsc.report import analyse, render_json, render_markdown, render_text
-from fhir_admsc.tables import read_study, write_study
+from fhir_admsc.study import Study, StudyInfo
+from fhir_admsc.synth import write_synthetic_study
+from fhir_admsc.tables import TableNotGrouped, read_participant_groups, read_study, write_study
 from fhir_admsc.terminology import VISIT_ORDER
 from fhir_admsc.validation import reports
 from fhir_admsc.validation.issues import at_least
@@ -95,25 +100,50 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
         raise ConfigurationError("give either STUDY_DIR or --demo (one of them)")
     if fmt == "ndjson" and output is None:
         raise ConfigurationError("--format ndjson writes one file per resource type: give -o DIR")
-    study = read_study(demo_folder() if demo else study_dir)
-    resources = list(study_to_fhir(study))
+    folder = demo_folder() if demo else study_dir
     if fmt == "ndjson":
-        files = ndjson_files(resources)
-        write_files(
-            output,
-            {name: text.encode() for name, text in files.items()},
-            stale=[p.name for p in output.glob("*.ndjson")] if output.is_dir() else (),
-        )
-        where = f"{len(files)} NDJSON files in {output}"
+        study_id, count, files = _export_ndjson(folder, output)
+        where = f"{files} NDJSON files in {output}"
     else:
-        text = bundle_json(bundle(resources, fmt, study.info.study_id))
+        study = read_study(folder)
+        resources = list(study_to_fhir(study))
+        study_id, count = study.info.study_id, len(resources)
+        text = bundle_json(bundle(resources, fmt, study_id))
         if output is None:
             sys.stdout.write(text)
             where = "stdout"
         else:
             write_atomic(output, text.encode())
             where = str(output)
-    click.echo(f"exported {len(resources)} resources of {study.info.study_id} to {where}", err=True)
+    click.echo(f"exported {count} resources of {study_id} to {where}", err=True)
+
+
+def _export_ndjson(folder: Path, output: Path) -> tuple[str, int, int]:
+    """Write the NDJSON files of a study folder participant by participant, so that memory does
+    not grow with the study; a folder whose tables are not grouped by participant is read whole.
+    Returns the study id, the number of resources and the number of files."""
+    try:
+        groups = read_participant_groups(folder)
+        return _write_ndjson(output, groups.info, groups)
+    except TableNotGrouped as e:
+        click.echo(f"{e}: reading the whole study into memory", err=True)
+        study = read_study(folder)
+        return _write_ndjson(output, study.info, [study])
+
+
+def _write_ndjson(output: Path, info: StudyInfo, studies: Iterable[Study]) -> tuple[str, int, int]:
+    """Write the study-level resources, then those of each study's rows, one NDJSON file per
+    resource type; a resource goes to the part of its file of the mapping that made it, so the
+    file lists them mapping by mapping, as for the whole study at once."""
+    stale = [p.name for p in output.glob("*.ndjson")] if output.is_dir() else []
+    count = 0
+    with StagedFiles(output, stale) as staged:
+        rows = (pair for study in studies for pair in rows_to_fhir(study))
+        for part, resource in chain(((0, r) for r in study_level_to_fhir(info)), rows):
+            line = ndjson_line(resource) + "\n"
+            staged.write(f"{resource['resourceType']}.ndjson", line.encode(), part)
+            count += 1
+    return info.study_id, count, len(staged.names)
 
 
 @cli.command()
@@ -318,7 +348,7 @@ def make_client(
     type=click.IntRange(1, 10000),
     default=500,
     show_default=True,
-    help="Entries per transaction or batch.",
+    help="Resources read, compared and sent at a time: entries per transaction or batch.",
 )
 @click.option(
     "--match",
@@ -336,7 +366,29 @@ def make_client(
 @click.option(
     "--report",
     type=click.Path(path_type=Path),
-    help="Write one NDJSON line per resource: identifier, outcome, status, server id.",
+    help="Write one NDJSON line per resource as the server confirms it: identifier, outcome, "
+    "status, server id, SHA-256 of the content.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an earlier run of the same push from its --report: skip what it says is done "
+    "with the same content, send the rest.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=RetryPolicy.attempts - 1,
+    show_default=True,
+    help="Tries after the first of a request that failed for a reason that can pass "
+    "(429, 5xx, time-out, dropped connection).",
+)
+@click.option(
+    "--retry-wait",
+    type=click.FloatRange(0),
+    default=RetryPolicy.max_wait,
+    show_default=True,
+    help="The longest wait in seconds before a retry, Retry-After included.",
 )
 def push(
     source: Path,
@@ -345,44 +397,72 @@ def push(
     match: str,
     dry_run: bool,
     report: Path | None,
+    resume: bool,
+    retries: int,
+    retry_wait: float,
     **server: Any,
 ) -> None:
     """Upsert a Bundle, an NDJSON folder or a study folder into a FHIR server; re-pushing the
     same data changes nothing."""
-    resources = ordered(read_resources(source))
+    if resume and report is None:
+        raise ConfigurationError("--resume needs --report: the report of the run to continue")
+    if resume and dry_run:
+        raise ConfigurationError("a dry run sends nothing, so there is nothing to resume")
+    resources = Source(source)
     client = make_client(**server)
+    client.retry = RetryPolicy(attempts=retries + 1, max_wait=retry_wait)
     capabilities = client.capabilities()
     if mode == "transaction" and not capabilities.transaction:
         click.echo("the server does not offer transactions: sending batches", err=True)
         mode = "batch"
     if match == "identifier":
-        types = {r["resourceType"] for r in resources} - NO_IDENTIFIER_SEARCH
-        unable = capabilities.cannot_match_by_identifier(types)
+        unable = capabilities.cannot_match_by_identifier(resources.types - NO_IDENTIFIER_SEARCH)
         if unable:
             raise ConfigurationError(
                 f"the server cannot update {', '.join(unable)} conditionally on identifier "
                 "(its CapabilityStatement says so): use --match id"
             )
     pusher = Pusher(client, match)  # type: ignore[arg-type]
-    plan = pusher.plan(resources)
-    if dry_run:
-        outcomes = plan
-        for outcome in plan:
-            click.echo(f"{outcome.outcome}\t{outcome.resource}\t{outcome.identifier}")
-    else:
-        with _progress(len(resources)) as advance:
-            outcomes = pusher.send(resources, plan, mode, chunk, advance)  # type: ignore[arg-type]
-    if report is not None:
-        write_atomic(report, "".join(o.json_line() for o in outcomes).encode())
-    counts = Counter(o.outcome for o in outcomes)
+    journal = Journal(report, resume=resume) if report is not None else None
+    counts: Counter[str] = Counter()
+    try:
+        with _progress(resources.total) as advance:
+            for part in resources.chunks(chunk):
+                todo = journal.pending(part) if journal else part
+                counts["done before"] += len(part) - len(todo)
+                pusher.met(part)  # the skipped ones too: later resources may refer to them
+                outcomes = pusher.plan(todo) if todo else []
+                if dry_run:
+                    for outcome in outcomes:
+                        click.echo(f"{outcome.outcome}\t{outcome.resource}\t{outcome.identifier}")
+                else:
+                    outcomes = pusher.send(todo, outcomes, mode, chunk)  # type: ignore[arg-type]
+                if journal:
+                    journal.record(outcomes)
+                counts.update(o.outcome for o in outcomes)
+                for failure in (o for o in outcomes if o.outcome == "failed"):
+                    click.echo(
+                        f"failed: {failure.resource} ({failure.identifier}): {failure.message}",
+                        err=True,
+                    )
+                if advance:
+                    advance(len(part))
+    except ServerError as e:
+        if journal is None:
+            raise
+        raise ServerError(
+            f"{e}\n{report} holds every result confirmed until then: "
+            "run the same command with --resume to push the rest"
+        ) from None
+    finally:
+        if journal:
+            journal.close()
+    if journal:
+        journal.finish()
     click.echo(
-        ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "nothing to push",
+        ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n) or "nothing to push",
         err=True,
     )
-    for failure in (o for o in outcomes if o.outcome == "failed"):
-        click.echo(
-            f"failed: {failure.resource} ({failure.identifier}): {failure.message}", err=True
-        )
     if counts["failed"]:
         sys.exit(ExitCode.INVALID_DATA)
     if dry_run and (counts["create"] or counts["update"]):
@@ -417,11 +497,57 @@ def _progress(total: int):
     show_default=True,
     help="The study folder of the data contract, or FHIR.",
 )
-def pull(study_id: str, output: Path, fmt: str, **server: Any) -> None:
+@click.option(
+    "--bulk",
+    is_flag=True,
+    help="Through a Bulk Data $export of the server (kept to this study) instead of searches.",
+)
+@click.option("--group", help="With --bulk: export only this Group's members (Group/ID/$export).")
+@click.option(
+    "--poll-interval-max",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="With --bulk: the longest wait in seconds between two status polls (Retry-After capped).",
+)
+@click.option(
+    "--bulk-timeout",
+    type=click.FloatRange(0),
+    default=3600.0,
+    show_default=True,
+    help="With --bulk: seconds to wait for the export to be done.",
+)
+def pull(
+    study_id: str,
+    output: Path,
+    fmt: str,
+    bulk: bool,
+    group: str | None,
+    poll_interval_max: float,
+    bulk_timeout: float,
+    **server: Any,
+) -> None:
     """Pull a study back from a FHIR server."""
+    if group and not bulk:
+        raise ConfigurationError("--group needs --bulk")
     client = make_client(**server)
-    client.capabilities()
-    resources = pull_study(client, study_id)
+    capabilities = client.capabilities()
+    if not bulk:
+        resources = pull_study(client, study_id)
+    elif not (capabilities.group_export if group else capabilities.bulk_export):
+        raise ConfigurationError(
+            f"the server's CapabilityStatement declares no {'Group' if group else 'system'}-level "
+            "$export operation: pull without --bulk"
+        )
+    else:
+        resources = bulk_pull_study(
+            client,
+            study_id,
+            group=group,
+            poll_interval_max=poll_interval_max,
+            timeout=bulk_timeout,
+            notify=lambda message: click.echo(message, err=True),
+        )
     if fmt == "study":
         write_study(study_from_fhir(resources), output)
     elif fmt == "ndjson":
@@ -496,6 +622,37 @@ def report(
     else:
         write_atomic(output, text.encode())
         click.echo(f"wrote the {fmt} report to {output}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--participants",
+    type=click.IntRange(min=1),
+    required=True,
+    help="How many invented participants (1 or more).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The random seed: the same seed and size give the same folder, byte for byte.",
+)
+@click.option("--study-id", help="The study_id of study.json. Default: ADMSC-SYN-<seed>.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="The study folder to write (new or empty).",
+)
+@click.option("--force", is_flag=True, help="Replace the study files of a non-empty folder.")
+def synth(participants: int, seed: int, study_id: str | None, output: Path, force: bool) -> None:
+    """Write a synthetic study folder of invented participants, of any size, for tests and demos."""
+    info = write_synthetic_study(output, participants, seed, study_id, force)
+    click.echo(
+        f"wrote {participants} synthetic participants of {info.study_id} to {output}", err=True
+    )
 
 
 def main() -> None:

@@ -16,8 +16,15 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from fhir_admsc import __version__
-from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError, ServerError
+from fhir_admsc import __version__, limits
+from fhir_admsc.errors import (
+    ConfigurationError,
+    ExitCode,
+    FhirAdmscError,
+    InvalidDataError,
+    Problem,
+    ServerError,
+)
 from fhir_admsc.fhir import FHIR_JSON
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -40,9 +47,14 @@ def outcome_text(body: Any) -> str:
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return ""
     parts = []
-    for issue in body.get("issue", []):
-        text = issue.get("diagnostics") or issue.get("details", {}).get("text") or issue.get("code")
-        where = ", ".join(issue.get("expression", []) or issue.get("location", []))
+    issues = body.get("issue")
+    for issue in issues if isinstance(issues, list) else []:
+        if not isinstance(issue, dict):
+            continue
+        details = issue["details"] if isinstance(issue.get("details"), dict) else {}
+        text = issue.get("diagnostics") or details.get("text") or issue.get("code")
+        paths = issue.get("expression") or issue.get("location") or []
+        where = ", ".join(map(str, paths)) if isinstance(paths, list) else str(paths)
         parts.append(f"{text} ({where})" if where else str(text))
     return "; ".join(p for p in parts if p)
 
@@ -61,11 +73,12 @@ class RetryPolicy:
         wait = self.backoff * (2 ** (attempt - 1))
         header = response.headers.get("Retry-After") if response is not None else None
         if header:
-            wait = _retry_after_seconds(header, wait)
+            wait = retry_after_seconds(header, wait)
         return min(max(wait, 0.0), self.max_wait)
 
 
-def _retry_after_seconds(header: str, default: float) -> float:
+def retry_after_seconds(header: str, default: float) -> float:
+    """The seconds a Retry-After header asks for (seconds or an HTTP date); ``default`` if neither."""
     header = header.strip()
     if header.isdigit():
         return float(header)
@@ -85,7 +98,8 @@ class Capabilities:
     batch: bool
     conditional_update: frozenset[str] = field(default_factory=frozenset)
     searchable: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> parameters
-    bulk_export: bool = False
+    bulk_export: bool = False  # a system-level $export
+    group_export: bool = False  # Group/[id]/$export
 
     @classmethod
     def from_statement(cls, statement: dict[str, Any]) -> Capabilities:
@@ -99,7 +113,7 @@ class Capabilities:
             if r.get("searchParam")
         }
         operations = {o.get("name") for o in rest.get("operation", [])}
-        operations |= {o.get("name") for r in resources for o in r.get("operation", [])}
+        group = next((r for r in resources if r.get("type") == "Group"), {})
         return cls(
             str(statement.get("fhirVersion", "")),
             "transaction" in system,
@@ -107,6 +121,7 @@ class Capabilities:
             conditional,
             searchable,
             "export" in operations,
+            "export" in {o.get("name") for o in group.get("operation", [])},
         )
 
     def cannot_match_by_identifier(self, resource_types: set[str]) -> list[str]:
@@ -135,6 +150,12 @@ class FhirClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         parts = urlsplit(base_url)
+        if parts.username is not None or parts.password is not None:
+            # every message names the URL: a password in it would be shown
+            raise ConfigurationError(
+                "--server must not hold credentials: give them with --username/--password "
+                "or --token"
+            )
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError(f"--server {base_url!r} is not an http(s) URL")
         if parts.scheme == "http" and parts.hostname not in LOOPBACK and not allow_http:
@@ -177,8 +198,11 @@ class FhirClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         idempotent: bool | None = None,
+        authenticated: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
-        """Send a request, retrying what can safely be retried; raise on a final failure."""
+        """Send a request, retrying what can safely be retried; raise on a final failure.
+        ``authenticated=False`` sends no credentials; ``stream=True`` leaves the body unread."""
         url = self.url(path)
         safe = method in IDEMPOTENT if idempotent is None else idempotent
         waited = 0.0
@@ -189,14 +213,30 @@ class FhirClient:
             response: requests.Response | None = None
             try:
                 response = self.session.request(
-                    method, url, json=json, params=params, headers=headers, timeout=self.timeout
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                    stream=stream,
+                    # given per request, or REQUESTS_CA_BUNDLE would turn --insecure back on
+                    verify=self.session.verify,
+                    # requests falls back to the session's auth when a request's is None
+                    auth=None if authenticated else _anonymous,
                 )
             except requests.exceptions.SSLError as e:
                 raise ServerError(
                     f"{method} {url}: TLS verification failed ({e.__class__.__name__}"
                     "); fix the certificate or pass --insecure"
                 ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+                # The connection broke while the answer came in (reset mid-body): the request
+                # may have been carried out, so only an idempotent one is tried again.
+                requests.exceptions.ChunkedEncodingError,
+            ) as e:
                 if (
                     not (safe or isinstance(e, requests.exceptions.ConnectTimeout))
                     or attempt >= self.retry.attempts
@@ -208,6 +248,7 @@ class FhirClient:
             else:
                 if (
                     response.status_code == 401
+                    and authenticated
                     and not refreshed
                     and hasattr(self.session.auth, "invalidate")
                 ):
@@ -226,6 +267,8 @@ class FhirClient:
                     return self._checked(method, url, response)
                 raise ServerError(f"{method} {url}: gave up after waiting {waited:.0f} s")
             waited += wait
+            if response is not None:
+                response.close()  # a streamed answer holds its connection until closed
             self.sleep(wait)
 
     def _checked(self, method: str, url: str, response: requests.Response) -> requests.Response:
@@ -264,7 +307,12 @@ class FhirClient:
                 or statement.get("resourceType") != "CapabilityStatement"
             ):
                 raise ServerError(f"{self.url('metadata')}: no CapabilityStatement")
-            caps = Capabilities.from_statement(statement)
+            try:
+                caps = Capabilities.from_statement(statement)
+            except (AttributeError, KeyError, TypeError):
+                raise ServerError(
+                    f"{self.url('metadata')}: the CapabilityStatement is not well formed"
+                ) from None
             if not caps.fhir_version.startswith("4.0"):
                 raise ServerError(
                     f"{self.base_url} speaks FHIR {caps.fhir_version or '?'}, not R4 (4.0.x)"
@@ -275,18 +323,22 @@ class FhirClient:
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """The current version of a resource, or None when it does not exist (404/410)."""
         try:
-            return self.json("GET", f"{resource_type}/{resource_id}")
+            found = self.json("GET", f"{resource_type}/{resource_id}")
         except RejectedError as e:
             if e.status in (404, 410):
                 return None
             raise
+        if not _is_resource(found):
+            raise ServerError(f"GET {self.url(f'{resource_type}/{resource_id}')}: no resource")
+        return found
 
     def bundle(self, bundle: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]:
         """POST a transaction or batch Bundle and return the response Bundle."""
         body = self.json("POST", "", json=bundle, idempotent=idempotent)
-        if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        problem = _bundle_problem(body)
+        if problem:
             raise ServerError(
-                f"POST {self.base_url}: the answer to a {bundle.get('type')} is not a Bundle"
+                f"POST {self.base_url}: the answer to a {bundle.get('type')} {problem}"
             )
         return body
 
@@ -298,10 +350,13 @@ class FhirClient:
         page = self.json("GET", resource_type, params=params)
         seen: set[str] = set()
         while True:
-            if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
-                raise ServerError(f"search {resource_type}: the server did not answer a Bundle")
+            problem = _bundle_problem(page)
+            if problem:
+                raise ServerError(f"search {resource_type}: the server's answer {problem}")
             for entry in page.get("entry", []):
                 if entry.get("search", {}).get("mode", "match") == "match" and "resource" in entry:
+                    if not _is_resource(entry["resource"]):
+                        raise ServerError(f"search {resource_type}: a match is not a resource")
                     yield entry["resource"]
             following = next(
                 (
@@ -316,13 +371,71 @@ class FhirClient:
             seen.add(following)
             page = self.json("GET", following)
 
+    def lines(self, url: str, *, authenticated: bool, accept: str) -> Iterator[bytes]:
+        """The body of a GET, streamed line by line (without the line ends, empty lines kept)."""
+        response = self.request(
+            "GET", url, headers={"Accept": accept}, authenticated=authenticated, stream=True
+        )
+        longest = limits.JSON_MB.value() * limits.MB
+        with response:
+            partial: list[bytes] = []  # the line under way, in pieces: joined once, when it ends
+            size = 0
+            try:
+                for chunk in response.iter_content(chunk_size=1 << 16):
+                    *ended, rest = chunk.split(b"\n")
+                    if ended:
+                        yield b"".join([*partial, ended[0]])
+                        yield from ended[1:]
+                        partial, size = [], 0
+                    partial.append(rest)
+                    size += len(rest)
+                    if size > longest:  # a line without end would fill the memory
+                        raise InvalidDataError(
+                            [Problem(url, limits.JSON_MB.exceeded("has a line longer than"))]
+                        )
+            except requests.exceptions.RequestException as e:
+                raise ServerError(
+                    f"GET {url}: the download broke off ({type(e).__name__})"
+                ) from None
+            if size:
+                yield b"".join(partial)
+
     def close(self) -> None:
         self.session.close()
 
 
+def _is_resource(value: Any) -> bool:
+    """Whether ``value`` is a resource with a type and an id, as every stored resource has."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("resourceType"), str)
+        and isinstance(value.get("id"), str)
+    )
+
+
+def _bundle_problem(body: Any) -> str | None:
+    """What keeps ``body`` from being a Bundle whose parts can be read, or None: entries and links
+    are objects, and so are an entry's resource, search and response, whose texts are strings."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        return "is not a Bundle"
+    for name in ("entry", "link"):
+        items = body.get(name, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            return f"is a Bundle whose {name} elements are not all objects"
+    if not all(isinstance(link.get("url", ""), str) for link in body.get("link", [])):
+        return "is a Bundle with a link that is no URL"
+    for i, entry in enumerate(body.get("entry", [])):
+        resource, search, response = (entry.get(n, {}) for n in ("resource", "search", "response"))
+        if not all(isinstance(part, dict) for part in (resource, search, response)) or not all(
+            isinstance(response.get(name, ""), str) for name in ("status", "location")
+        ):
+            return f"is a Bundle whose entry[{i}] is not well formed"
+    return None
+
+
 def _json_or_none(response: requests.Response) -> Any:
     try:
-        return response.json()
+        return limits.loads(response.content, response.url)
     except ValueError:
         return None
 
@@ -330,11 +443,17 @@ def _json_or_none(response: requests.Response) -> Any:
 def _describe(error: Exception) -> str:
     if isinstance(error, requests.exceptions.Timeout):
         return "timed out"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "the answer broke off"
     return (
         "could not connect"
         if isinstance(error, requests.exceptions.ConnectionError)
         else str(error)
     )
+
+
+def _anonymous(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 class BearerToken(requests.auth.AuthBase):

@@ -3,7 +3,8 @@ participants in the study's identifier namespace."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fhir_admsc import ids
@@ -26,15 +27,23 @@ PARTICIPANT_TYPES = [
     "ImagingStudy",
     "DiagnosticReport",
 ]
+# Every resource type of a study: the study itself, its sponsor and sites, the participants' data.
+STUDY_TYPES = ["ResearchStudy", "Organization", "Location", *PARTICIPANT_TYPES]
 # R4 gives these types no identifier search parameter but a `study` one.
 STUDY_PARAMETER = {"ResearchSubject", "AdverseEvent"}
+
+# Resolves a reference to the resource it names.
+Read = Callable[[str], dict[str, Any]]
+# Offers the resources of a participant type that may be the study's, given those collected so far.
+Candidates = Callable[[str, dict[str, dict[str, Any]]], Iterable[dict[str, Any]]]
 
 
 def _ref(resource: dict[str, Any]) -> str:
     return f"{resource['resourceType']}/{resource['id']}"
 
 
-def _in_study(resource: dict[str, Any], study_id: str) -> bool:
+def in_study(resource: dict[str, Any], study_id: str) -> bool:
+    """Whether a participant's resource has a business identifier in the study's namespace."""
     return ids.identifier_key(
         resource, kind_of(resource["resourceType"])
     ) is not None and _identifier_value(resource).startswith(f"{study_id}/")
@@ -42,31 +51,29 @@ def _in_study(resource: dict[str, Any], study_id: str) -> bool:
 
 def _identifier_value(resource: dict[str, Any]) -> str:
     system = ids.identifier_system(kind_of(resource["resourceType"]))
-    idents = resource.get("identifier", [])
     return next(
-        (
-            i.get("value", "")
-            for i in ([idents] if isinstance(idents, dict) else idents)
-            if i.get("system") == system
-        ),
-        "",
+        (i.get("value", "") for i in ids.identifiers(resource) if i.get("system") == system), ""
     )
 
 
 def find_study(client: FhirClient, study_id: str) -> dict[str, Any]:
-    """The one ResearchStudy with the study's business identifier."""
+    """The one ResearchStudy on the server with the study's business identifier."""
     system = ids.identifier_system("research-study")
-    found = [
-        s
-        for s in client.search("ResearchStudy", {"identifier": f"{system}|{study_id}"})
-        # a server that ignores the search parameter answers every study: keep ours
-        if ids.has_identifier(s, system, study_id)
-    ]
+    found = client.search("ResearchStudy", {"identifier": f"{system}|{study_id}"})
+    return the_study(found, study_id, client.base_url)
+
+
+def the_study(candidates: Iterable[dict[str, Any]], study_id: str, where: str) -> dict[str, Any]:
+    """The one ResearchStudy among ``candidates`` (found at ``where``) with the study's business
+    identifier."""
+    system = ids.identifier_system("research-study")
+    # a server that ignores the search parameter answers every study: keep ours
+    found = [s for s in candidates if ids.has_identifier(s, system, study_id)]
     if len(found) != 1:
         raise InvalidDataError(
             [
                 Problem(
-                    client.base_url,
+                    where,
                     f"holds {len(found)} ResearchStudy "
                     f"resources with identifier {system}|{study_id}: "
                     "expected exactly one",
@@ -78,36 +85,60 @@ def find_study(client: FhirClient, study_id: str) -> dict[str, Any]:
 
 def pull_study(client: FhirClient, study_id: str) -> list[dict[str, Any]]:
     """Every resource of the study, each once, in a stable order."""
-    study = find_study(client, study_id)
+    return collect_study(
+        find_study(client, study_id),
+        study_id,
+        functools.partial(read_reference, client),
+        functools.partial(search_candidates, client),
+    )
+
+
+def collect_study(
+    study: dict[str, Any], study_id: str, read: Read, candidates: Candidates
+) -> list[dict[str, Any]]:
+    """Every resource of ``study``, each once, in a stable order, from its sponsor and sites
+    (``read``) and the candidates of each participant type that are in the study's namespace."""
     collected: dict[str, dict[str, Any]] = {_ref(study): study}
     for ref in [study.get("sponsor"), *study.get("site", [])]:
         if ref and isinstance(ref.get("reference"), str):
-            target = _read_reference(client, ref["reference"])
+            target = read(ref["reference"])
             collected[_ref(target)] = target
     for resource_type in PARTICIPANT_TYPES:
-        for resource in _of_type(client, resource_type, study_id, collected):
+        matches = (
+            _products(read, collected)
+            if resource_type == "BiologicallyDerivedProduct"
+            else candidates(resource_type, collected)
+        )
+        for resource in sorted(
+            (r for r in matches if in_study(r, study_id)), key=_identifier_value
+        ):
             collected.setdefault(_ref(resource), resource)
     return list(collected.values())
 
 
-def _read_reference(client: FhirClient, reference: str) -> dict[str, Any]:
+def reference_key(reference: str) -> str:
+    """``Type/id`` of a relative, absolute or versioned reference."""
     resource_type, _, resource_id = reference.split("/_history")[0].rstrip("/").rpartition("/")
-    found = client.read(resource_type.rsplit("/", 1)[-1], resource_id)
+    return f"{resource_type.rsplit('/', 1)[-1]}/{resource_id}"
+
+
+def read_reference(client: FhirClient, reference: str) -> dict[str, Any]:
+    """The resource a reference names, read from the server; it must exist."""
+    found = client.read(*reference_key(reference).split("/"))
     if found is None:
         raise ServerError(f"{client.url(reference)} is referenced by the study but not found")
     return found
 
 
-def _of_type(
-    client: FhirClient, resource_type: str, study_id: str, collected: dict[str, dict[str, Any]]
+def search_candidates(
+    client: FhirClient, resource_type: str, collected: dict[str, dict[str, Any]]
 ) -> Iterable[dict[str, Any]]:
+    """The resources of a participant type that may be the study's, found by searching."""
     study = next(r for r in collected.values() if r["resourceType"] == "ResearchStudy")
     if resource_type in STUDY_PARAMETER:
         matches: Iterable[dict[str, Any]] = client.search(
             resource_type, {"study": _ref(study), "_count": "500"}
         )
-    elif resource_type == "BiologicallyDerivedProduct":
-        matches = _products(client, collected)
     else:
         system = ids.identifier_system(kind_of(resource_type))
         try:
@@ -117,19 +148,23 @@ def _of_type(
         except RejectedError:
             # A server that cannot search by identifier system alone: participant by participant.
             matches = _by_participant(client, resource_type, collected)
-    return sorted((r for r in matches if _in_study(r, study_id)), key=_identifier_value)
+    return matches
 
 
-def _products(client: FhirClient, collected: dict[str, dict[str, Any]]) -> Iterable[dict[str, Any]]:
+def _products(read: Read, collected: dict[str, dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """R4 defines no search parameter on BiologicallyDerivedProduct that could find a study's
     products: the injections name them, so they are read one by one."""
     seen = set()
     for procedure in (r for r in list(collected.values()) if r["resourceType"] == "Procedure"):
-        for ext in procedure.get("extension", []):
-            reference = ext.get("valueReference", {}).get("reference", "")
+        extensions = procedure.get("extension")
+        for ext in extensions if isinstance(extensions, list) else []:
+            value = ext.get("valueReference") if isinstance(ext, dict) else None
+            reference = value.get("reference") if isinstance(value, dict) else None
+            if not isinstance(reference, str):
+                continue  # not the reference to a product this tool writes
             if "BiologicallyDerivedProduct/" in reference and reference not in seen:
                 seen.add(reference)
-                yield _read_reference(client, reference)
+                yield read(reference)
 
 
 def _by_participant(
@@ -139,7 +174,7 @@ def _by_participant(
         for subject in (
             r for r in list(collected.values()) if r["resourceType"] == "ResearchSubject"
         ):
-            yield _read_reference(client, subject["individual"]["reference"])
+            yield read_reference(client, subject["individual"]["reference"])
         return
     for patient in [r for r in collected.values() if r["resourceType"] == "Patient"]:
         yield from client.search(resource_type, {"subject": _ref(patient)})

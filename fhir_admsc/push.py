@@ -1,25 +1,42 @@
 """Push resources to a FHIR server as idempotent upserts: compare with what the server holds, send
-only what is new or changed, in transactions or batches ordered so that references resolve."""
+only what is new or changed, in transactions or batches ordered so that references resolve.
+
+The input is read a chunk at a time (``Source``): an NDJSON folder is streamed file by file, so a
+push of any size holds one chunk in memory. The push report is a journal (``Journal``): each chunk's
+lines are appended and synced once the server has answered, so a push stopped anywhere can resume.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from fhir_admsc.client import FhirClient, RejectedError, outcome_text
-from fhir_admsc.errors import InvalidDataError, Problem, ServerError
-from fhir_admsc.ids import has_identifier
+from fhir_admsc import limits
+from fhir_admsc.bundle import read_resources
+from fhir_admsc.client import RETRY_STATUSES, FhirClient, RejectedError, outcome_text
+from fhir_admsc.errors import ConfigurationError, InvalidDataError, Problem, ServerError
+from fhir_admsc.ids import has_identifier, identifiers
+from fhir_admsc.output import StagedFiles
 from fhir_admsc.terminology import CANONICAL_BASE
 
 Mode = Literal["transaction", "batch"]
 Match = Literal["id", "identifier"]
-Progress = Callable[[int], None]
 
 # R4 defines no `identifier` search parameter for these types, so no conditional update either.
 NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent", "BiologicallyDerivedProduct"})
+
+# Report outcomes that say the server holds the resource as it was sent: --resume skips them.
+DONE = frozenset({"created", "updated", "unchanged"})
 
 # Elements a server manages itself; they never make a resource "changed".
 SERVER_META = {
@@ -44,21 +61,33 @@ class Outcome:
     status: int | None = None
     server_id: str | None = None
     message: str = ""
+    sha256: str | None = None  # content_hash of the resource as read (report lines only)
 
     def json_line(self) -> str:
         return (
             json.dumps(
-                {k: v for k, v in asdict(self).items() if v not in (None, "")}, ensure_ascii=False
+                {k: v for k, v in vars(self).items() if v not in (None, "")}, ensure_ascii=False
             )
             + "\n"
         )
 
 
+def content_hash(resource: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a resource's canonical JSON: keys sorted, no spaces, UTF-8."""
+    text = json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _key(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
 def business_identifier(resource: dict[str, Any]) -> tuple[str, str]:
     """The project's business identifier of a resource: (system, value)."""
-    idents = resource.get("identifier", [])
-    for ident in [idents] if isinstance(idents, dict) else idents:
-        if str(ident.get("system", "")).startswith(f"{CANONICAL_BASE}/sid/"):
+    for ident in identifiers(resource):
+        if str(ident.get("system", "")).startswith(f"{CANONICAL_BASE}/sid/") and isinstance(
+            ident.get("value"), str
+        ):
             return ident["system"], ident["value"]
     where = f"{resource.get('resourceType')}/{resource.get('id')}"
     raise InvalidDataError(
@@ -81,21 +110,20 @@ def _references(value: Any) -> Iterator[dict[str, Any]]:
             yield from _references(item)
 
 
-def ordered(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The resources with every referenced one before those that refer to it (stable otherwise;
-    a reference cycle keeps input order for its members)."""
-    key = {f"{r['resourceType']}/{r['id']}": i for i, r in enumerate(resources)}
-    needs = [
-        [
-            key[ref["reference"]]
-            for ref in _references(r)
-            if ref["reference"] in key and key[ref["reference"]] != i
-        ]
-        for i, r in enumerate(resources)
+def _needs(references: Iterable[Iterable[str]], position: Mapping[str, int]) -> list[list[int]]:
+    """For each node, the positions of the other nodes among ``position`` it refers to."""
+    return [
+        [position[r] for r in refs if r in position and position[r] != i]
+        for i, refs in enumerate(references)
     ]
+
+
+def _topological(needs: list[list[int]]) -> list[int]:
+    """The nodes 0..n-1 with every node after those it needs (stable otherwise; a cycle keeps
+    input order for its members)."""
     placed: list[int] = []
-    state = [0] * len(resources)  # 0 new, 1 in progress, 2 placed
-    for start in range(len(resources)):
+    state = [0] * len(needs)  # 0 new, 1 in progress, 2 placed
+    for start in range(len(needs)):
         stack = [(start, iter(needs[start]))]
         if state[start]:
             continue
@@ -110,10 +138,278 @@ def ordered(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
             elif state[child] == 0:
                 state[child] = 1
                 stack.append((child, iter(needs[child])))
-    return [resources[i] for i in placed]
+    return placed
 
 
-def _referring_to(resource: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+def ordered(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The resources with every referenced one before those that refer to it (stable otherwise;
+    a reference cycle keeps input order for its members)."""
+    position = {_key(r): i for i, r in enumerate(resources)}
+    references = ([ref["reference"] for ref in _references(r)] for r in resources)
+    return [resources[i] for i in _topological(_needs(references, position))]
+
+
+# What the scan of an NDJSON file reads without parsing JSON: the type of a line whose first key
+# is resourceType (as FHIR servers and this tool write them), and the types its "Type/id"
+# references point to.
+_RESOURCE_TYPE = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]+)"')
+_REFERENCE_TYPE = re.compile(rb'"reference"\s*:\s*"([A-Z][A-Za-z]+)/[A-Za-z0-9.\-]{1,64}"')
+
+
+@dataclass
+class _NdjsonFile:
+    """One NDJSON file of a folder, as its scan found it."""
+
+    path: Path
+    count: int  # resources (non-blank lines)
+    types: set[str]  # the resource types of its lines
+    refers_to: set[str]  # the resource types its resources refer to
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """The non-blank lines of a file: (line number, byte offset, line)."""
+    with path.open("rb") as file:
+        offset = 0
+        for number, line in enumerate(file, start=1):
+            if line.strip():
+                yield number, offset, line
+            offset += len(line)
+
+
+def _parse(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    """The resource on one NDJSON line, or an InvalidDataError naming the file and line."""
+    try:
+        resource = limits.loads(line, str(path), number)
+    except json.JSONDecodeError as e:
+        raise InvalidDataError(
+            [Problem(str(path), f"is not valid JSON: {e.msg}", number)]
+        ) from None
+    if not (
+        isinstance(resource, dict)
+        and isinstance(resource.get("resourceType"), str)
+        and isinstance(resource.get("id"), str)
+    ):
+        raise InvalidDataError([Problem(str(path), "holds no FHIR resource with an id", number)])
+    return resource
+
+
+def _scan(path: Path) -> _NdjsonFile:
+    scanned = _NdjsonFile(path, 0, set(), set())
+    for number, _, line in _lines(path):
+        scanned.count += 1
+        first = _RESOURCE_TYPE.match(line.removeprefix(b"\xef\xbb\xbf"))
+        scanned.types.add(
+            first[1].decode() if first else _parse(path, number, line)["resourceType"]
+        )
+        scanned.refers_to.update(t.decode() for t in _REFERENCE_TYPE.findall(line))
+    return scanned
+
+
+def _groups(files: list[_NdjsonFile]) -> list[list[_NdjsonFile]]:
+    """The files in an order where those holding referenced types come first, in groups read
+    together: a file whose resources refer to its own types, or to types of a file placed after
+    it (a cycle between types), shares a group with every file up to that one."""
+    holders: dict[str, list[int]] = defaultdict(list)
+    for i, file in enumerate(files):
+        for kind in file.types:
+            holders[kind].append(i)
+    order = _topological(
+        [sorted({j for t in f.refers_to for j in holders[t]} - {i}) for i, f in enumerate(files)]
+    )
+    position = {file: p for p, file in enumerate(order)}
+    groups: list[list[_NdjsonFile]] = []
+    end = -1  # the last position the current group must reach
+    for p, i in enumerate(order):
+        if p > end:
+            groups.append([])
+        groups[-1].append(files[i])
+        end = max([end, *(position[j] for t in files[i].refers_to for j in holders[t])])
+    return groups
+
+
+def _line_order(group: list[_NdjsonFile]) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Where each resource of a group starts (file, line number, byte offset), and the order to
+    read them in, computed from their references: the resources themselves are not kept."""
+    lines: list[tuple[int, int, int]] = []
+    position: dict[str, int] = {}
+    references: list[list[str]] = []
+    for f, file in enumerate(group):
+        for number, offset, line in _lines(file.path):
+            resource = _parse(file.path, number, line)
+            position[_key(resource)] = len(lines)
+            lines.append((f, number, offset))
+            references.append([ref["reference"] for ref in _references(resource)])
+    return lines, _topological(_needs(references, position))
+
+
+def _group_resources(group: list[_NdjsonFile]) -> Iterator[dict[str, Any]]:
+    """The resources of a group of files: line after line, or, where they refer to each other,
+    in an order computed from their references."""
+    if len(group) == 1 and not group[0].types & group[0].refers_to:
+        for number, _, line in _lines(group[0].path):
+            yield _parse(group[0].path, number, line)
+        return
+    lines, order = _line_order(group)
+    with ExitStack() as stack:
+        files = [stack.enter_context(file.path.open("rb")) for file in group]
+        for i in order:
+            f, number, offset = lines[i]
+            files[f].seek(offset)
+            yield _parse(group[f].path, number, files[f].readline())
+
+
+class Source:
+    """The resources of a push, referenced ones before those that refer to them, a chunk at a time.
+
+    A Bundle, an NDJSON file or a study folder is read whole. An NDJSON folder is scanned once
+    (counts, types and references, without parsing JSON) and then streamed file by file, files of
+    referenced types first; only files whose resources refer to each other are ordered resource by
+    resource, from an index of where each line starts. Memory stays bounded by the chunk (and that
+    index), whatever the size of the folder.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._resources: list[dict[str, Any]] | None = None
+        self._groups: list[list[_NdjsonFile]] = []
+        streamed = path.is_dir() and not (path / "study.json").exists()
+        files = [f for f in sorted(path.glob("*.ndjson")) if f.is_file()] if streamed else []
+        if files:
+            scanned = [_scan(f) for f in files]
+            self._groups = _groups(scanned)
+            self.total = sum(f.count for f in scanned)
+            self.types: set[str] = set().union(*(f.types for f in scanned))
+        else:
+            self._resources = ordered(read_resources(path))
+            self.total = len(self._resources)
+            self.types = {r["resourceType"] for r in self._resources}
+
+    def chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        """The resources, ``size`` at a time."""
+        resources: Iterator[dict[str, Any]] = (
+            iter(self._resources)
+            if self._resources is not None
+            else itertools.chain.from_iterable(_group_resources(g) for g in self._groups)
+        )
+        while part := list(itertools.islice(resources, size)):
+            yield part
+
+
+def _digest(text: str) -> int:
+    """63 bits of a hash of ``text``: the journal's index keeps these instead of strings."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
+SKIPPED = 1 << 63  # set on a content hash of the index: this run skipped the resource
+
+
+class Journal:
+    """The push report, kept as a journal: the lines of a chunk are appended and synced to disk as
+    soon as the server has answered for it, so after a crash the report holds every result that was
+    confirmed, and only those.
+
+    Without ``resume`` an existing report is replaced. With it, a resource is skipped when the last
+    line about it says it is done (``DONE``) with the content hash it has now; a torn last line (a
+    run killed while writing) is dropped; and once the push has gone through its whole input
+    (``finish``) the report is rewritten to one line per resource: the earlier line of each
+    resource skipped, then the lines of this run.
+    """
+
+    def __init__(self, path: Path, *, resume: bool) -> None:
+        self.path = path
+        # resource -> content hash of its last line, if done (with SKIPPED once this run skips
+        # it); about 150 bytes a resource
+        self._done: dict[int, int] = {}
+        self._hashes: dict[str, str] = {}  # resource -> content hash, in the chunk under way
+        resumed = resume and path.exists()
+        self._earlier = self._index() if resumed else 0  # bytes of the report from earlier runs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("r+b" if resumed else "wb")
+        self._file.truncate(self._earlier)
+        self._file.seek(self._earlier)
+
+    def _index(self) -> int:
+        """Note which resources earlier runs finished; return the length of the report up to
+        its last whole line."""
+        length = 0
+        with self.path.open("rb") as file:
+            for number, line in enumerate(file, start=1):
+                if not line.endswith(b"\n"):
+                    break
+                resource, sha = self._entry(number, line)
+                if sha is None:
+                    self._done.pop(resource, None)
+                else:
+                    self._done[resource] = sha
+                length += len(line)
+        return length
+
+    def _entry(self, number: int, line: bytes) -> tuple[int, int | None]:
+        """The resource of a report line and, when the line says it is done, its content hash."""
+        try:
+            entry = json.loads(line)
+            resource, outcome, sha = entry["resource"], entry["outcome"], entry.get("sha256")
+            return _digest(resource), _digest(sha) if outcome in DONE and sha else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ConfigurationError(
+                f"{self.path}:{number} is not a line of a push report: give --report the report "
+                "of an earlier run of the same push, or drop --resume"
+            ) from None
+
+    def pending(self, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The resources of a chunk still to push (all of them unless resuming)."""
+        self._hashes = {}
+        todo = []
+        for resource in part:
+            key, sha = _key(resource), content_hash(resource)
+            if self._done and self._skip(_digest(key), _digest(sha)):
+                continue
+            self._hashes[key] = sha
+            todo.append(resource)
+        return todo
+
+    def _skip(self, resource: int, sha: int) -> bool:
+        """Whether an earlier run finished the resource with this content (then noted skipped)."""
+        done = self._done.get(resource)
+        if done is None or done & ~SKIPPED != sha:
+            return False
+        self._done[resource] = sha | SKIPPED
+        return True
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Append the lines of a chunk, each with its content hash, and sync them to disk."""
+        text = "".join(
+            replace(o, sha256=self._hashes.get(o.resource)).json_line() for o in outcomes
+        )
+        self._file.write(text.encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def finish(self) -> None:
+        """Close the report of a push that went through its whole input, one line a resource."""
+        self.close()
+        if self._earlier:
+            self._compact()
+
+    def _compact(self) -> None:
+        name = self.path.name
+        with StagedFiles(self.path.parent) as staged, self.path.open("rb") as old:
+            staged.write(name, b"")  # rewritten even should no line be kept
+            left, number = self._earlier, 0
+            while left > 0:
+                line = old.readline()
+                left, number = left - len(line), number + 1
+                resource, sha = self._entry(number, line)
+                if sha is not None and self._done.get(resource) == sha | SKIPPED:
+                    del self._done[resource]  # once, should the line be repeated
+                    staged.write(name, line)
+            while block := old.read(1 << 20):  # the lines of this run
+                staged.write(name, block)
+
+
+def _referring_to(resource: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
     """The resource with its references to the keys of ``renamed`` pointing to their values (the
     resource itself when it has none)."""
     if not any(ref["reference"] in renamed for ref in _references(resource)):
@@ -142,11 +438,16 @@ def _canonical(resource: dict[str, Any], ours: dict[str, Any]) -> Any:
 
 
 class Pusher:
-    """Plans and sends one push."""
+    """Plans and sends one push, a chunk at a time."""
 
     def __init__(self, client: FhirClient, match: Match = "id") -> None:
         self.client = client
         self.match = match
+        # Identifier mode only (the server picks the ids): a resource may refer to one of an
+        # earlier chunk, so each resource met leaves its conditional URL, and its server id where
+        # that differs from ours, for the references of those that follow.
+        self._conditional: dict[str, str] = {}
+        self._server_refs: dict[str, str] = {}
 
     def by_identifier(self, resource: dict[str, Any]) -> bool:
         """Whether this resource is matched on its business identifier (R4 gives a few types no
@@ -155,9 +456,22 @@ class Pusher:
 
     def request_url(self, resource: dict[str, Any]) -> str:
         if not self.by_identifier(resource):
-            return f"{resource['resourceType']}/{resource['id']}"
+            return _key(resource)
         system, value = business_identifier(resource)
         return f"{resource['resourceType']}?identifier={quote(f'{system}|{value}', safe=':/|')}"
+
+    def met(self, resources: Iterable[dict[str, Any]]) -> None:
+        """Note resources that later ones may refer to: those planned, and those a resumed push
+        skips because an earlier run stored them."""
+        if self.match == "identifier":
+            self._conditional.update((_key(r), self.request_url(r)) for r in resources)
+
+    def _remember(self, server_ids: Iterable[tuple[str, str | None]]) -> None:
+        """Note the server's ids of resources (Type/id as exported, server id)."""
+        for key, server_id in server_ids:
+            kind, our_id = key.split("/", 1)
+            if self.match == "identifier" and server_id and server_id != our_id:
+                self._server_refs[key] = f"{kind}/{server_id}"
 
     def current(
         self, resources: list[dict[str, Any]], chunk: int = 100
@@ -228,13 +542,16 @@ class Pusher:
     def plan(self, resources: list[dict[str, Any]]) -> list[Outcome]:
         """create / update / unchanged for each resource, from the server's current state."""
         current = self.current(resources)
+        self.met(resources)
         # In identifier mode the server picked the ids, and the copies it holds refer to each other
-        # by them: ours are compared with their references turned to the server's ids.
-        server_refs = {
-            f"{r['resourceType']}/{r['id']}": f"{r['resourceType']}/{theirs['id']}"
+        # by them: ours are compared with their references turned to the server's ids. (Those of
+        # resources a resumed push skipped are not known: a resource referring to one of them
+        # then looks changed, and is sent again, unchanged.)
+        self._remember(
+            (_key(r), theirs.get("id"))
             for r, theirs in zip(resources, current, strict=True)
-            if theirs is not None and theirs.get("id") and theirs["id"] != r["id"]
-        }
+            if theirs
+        )
         outcomes = []
         for resource, theirs in zip(resources, current, strict=True):
             system, value = business_identifier(resource)
@@ -242,12 +559,12 @@ class Pusher:
                 "create"
                 if theirs is None
                 else "unchanged"
-                if same_content(_referring_to(resource, server_refs), theirs)
+                if same_content(_referring_to(resource, self._server_refs), theirs)
                 else "update"
             )
             outcomes.append(
                 Outcome(
-                    f"{resource['resourceType']}/{resource['id']}",
+                    _key(resource),
                     f"{system}|{value}",
                     action,
                     server_id=None if theirs is None else theirs.get("id"),
@@ -258,12 +575,12 @@ class Pusher:
     def payload(
         self,
         resource: dict[str, Any],
-        targets: dict[str, dict[str, Any]],
+        targets: Mapping[str, str],
         sent_together: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """The resource as sent. In identifier mode the server picks the ids, so a reference
-        becomes the ``urn:uuid`` of an entry of the same Bundle, or a conditional reference on
-        the business identifier of a resource sent before."""
+        becomes the ``urn:uuid`` of an entry of the same Bundle, or a conditional reference (its
+        URL in ``targets``, by Type/id) on the business identifier of a resource sent before."""
         if self.match == "id":
             return resource
         copy = json.loads(json.dumps(resource))
@@ -274,54 +591,35 @@ class Pusher:
             if target is None:
                 continue
             ref["reference"] = (
-                f"urn:uuid:{target['id']}"
+                f"urn:uuid:{ref['reference'].split('/', 1)[1]}"
                 if ref["reference"] in sent_together
-                else self.request_url(target)
+                else target
             )
         return copy
 
     def send(
-        self,
-        resources: list[dict[str, Any]],
-        plan: list[Outcome],
-        mode: Mode,
-        chunk: int,
-        progress: Progress | None = None,
+        self, resources: list[dict[str, Any]], plan: list[Outcome], mode: Mode, chunk: int
     ) -> list[Outcome]:
         """Send what the plan says is new or changed; return the final outcome of every resource."""
-        targets = {f"{r['resourceType']}/{r['id']}": r for r in resources}
         final = {
             o.resource: Outcome(o.resource, o.identifier, "unchanged", 200, o.server_id)
             for o in plan
             if o.outcome == "unchanged"
         }
         todo = [(r, o) for r, o in zip(resources, plan, strict=True) if o.outcome != "unchanged"]
-        if progress:
-            progress(len(final))
         for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            results = self._send_chunk(part, targets, mode)
+            results = self._send_chunk(todo[start : start + chunk], mode)
+            self._remember((o.resource, o.server_id) for o in results)
             for outcome in results:
                 final[outcome.resource] = outcome
-            if progress:
-                progress(len(part))
         return [final[o.resource] for o in plan]
 
-    def _send_chunk(
-        self,
-        part: list[tuple[dict[str, Any], Outcome]],
-        targets: dict[str, dict[str, Any]],
-        mode: Mode,
-    ) -> list[Outcome]:
-        together = (
-            frozenset(f"{r['resourceType']}/{r['id']}" for r, _ in part)
-            if mode == "transaction"
-            else frozenset()
-        )
+    def _send_chunk(self, part: list[tuple[dict[str, Any], Outcome]], mode: Mode) -> list[Outcome]:
+        together = frozenset(_key(r) for r, _ in part) if mode == "transaction" else frozenset()
         entries = [
             {
                 "fullUrl": f"urn:uuid:{r['id']}",
-                "resource": self.payload(r, targets, together),
+                "resource": self.payload(r, self._conditional, together),
                 "request": {"method": "PUT", "url": self.request_url(r)},
             }
             for r, _ in part
@@ -341,9 +639,7 @@ class Pusher:
             # dozen updates). Halve it until the entries the server refuses are alone; the others
             # are stored.
             half = len(part) // 2
-            return self._send_chunk(part[:half], targets, mode) + self._send_chunk(
-                part[half:], targets, mode
-            )
+            return self._send_chunk(part[:half], mode) + self._send_chunk(part[half:], mode)
         answers = reply.get("entry", [])
         if len(answers) != len(part):
             raise ServerError(f"a transaction of {len(part)} came back with {len(answers)} entries")
@@ -368,14 +664,7 @@ class Pusher:
             retry = []
             for i, answer in zip(pending, answers, strict=True):
                 results[i] = _result(part[i][1], answer)
-                if results[i].outcome == "failed" and (results[i].status or 0) in (
-                    408,
-                    429,
-                    500,
-                    502,
-                    503,
-                    504,
-                ):
+                if results[i].outcome == "failed" and results[i].status in RETRY_STATUSES:
                     retry.append(i)
             if not retry:
                 break

@@ -153,7 +153,7 @@ def _index_findings(study: Study, visit: str) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for f in study.imaging_findings:
         pid = reports.get(f.report_id)
-        if pid is not None and f.disc_level == disc[pid]:
+        if pid is not None and f.disc_level == disc.get(pid):
             found.setdefault(pid, {})[f.finding] = f.value
     return found
 

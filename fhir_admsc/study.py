@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
@@ -24,7 +25,10 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _DICOM_UID = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*")
-_DIGITS = re.compile(r"\d{1,18}")
+# UCUM codes are printable ASCII without spaces (and go into Quantity.code, which allows no tab)
+_UCUM = re.compile(r"[!-~]+")
+# FHIR strings carry no control characters but tab, CR and LF
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def _identifier(value: Any) -> str:
@@ -79,6 +83,9 @@ def _boolean(value: Any) -> bool:
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("is not a non-empty text")
+    control = _CONTROL.search(value)
+    if control:
+        raise ValueError(f"holds the control character U+{ord(control.group()):04X}")
     return value
 
 
@@ -91,6 +98,21 @@ def _pattern(regex: re.Pattern[str], what: str):
     return check
 
 
+def _code_of(system: str):
+    """A check that a value is a code of ``system`` by its format (the validator's own rule, so
+    that a code the reader accepts never fails validation after export)."""
+
+    def check(value: Any) -> str:
+        problem = (
+            term.external_code_problem(system, value) if isinstance(value, str) else "is not a code"
+        )
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
 Identifier = Annotated[str, BeforeValidator(_identifier)]
 Date = Annotated[date, BeforeValidator(_iso_date)]
 Integer = Annotated[int, BeforeValidator(_integer)]
@@ -98,7 +120,11 @@ Number = Annotated[float, BeforeValidator(_number)]
 Boolean = Annotated[bool, BeforeValidator(_boolean)]
 Text = Annotated[str, BeforeValidator(_text)]
 DicomUid = Annotated[str, BeforeValidator(_pattern(_DICOM_UID, "a DICOM UID (digits and dots)"))]
-Digits = Annotated[str, BeforeValidator(_pattern(_DIGITS, "a numeric code"))]
+SnomedCode = Annotated[str, BeforeValidator(_code_of(term.SNOMED))]
+RxNormCode = Annotated[str, BeforeValidator(_code_of(term.RXNORM))]
+UcumUnit = Annotated[
+    str, BeforeValidator(_pattern(_UCUM, "a UCUM unit (printable ASCII, no spaces)"))
+]
 
 Sex = Literal["female", "male", "other", "unknown"]
 DiscLevel = Literal["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
@@ -250,10 +276,10 @@ class Medication(_Row):
     participant_id: Identifier
     visit: VisitCode
     medication: Text
-    rxnorm: Digits | None = None
+    rxnorm: RxNormCode | None = None
     category: AnalgesicCategory
     daily_dose: Number | None = None
-    dose_unit: Text | None = None
+    dose_unit: UcumUnit | None = None
     status: Literal["taking", "stopped"]
 
     @field_validator("daily_dose")
@@ -268,7 +294,7 @@ class AdverseEvent(_Row):
     participant_id: Identifier
     event_id: Identifier
     term: Text
-    snomed: Digits | None = None
+    snomed: SnomedCode | None = None
     onset_on: Date
     resolved_on: Date | None = None
     severity: Severity
@@ -363,7 +389,8 @@ def cell_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        # positional, never 1e-05: the readers take digits and one point only
+        return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
@@ -392,9 +419,10 @@ def _show(value: Any) -> str | None:
 def _duplicates(
     file: str, rows: list[Any], key: Any, column: str, what: str
 ) -> Iterator[RowProblem]:
+    """Every row whose key another row shares (rows whose key is None take no part)."""
     counts = Counter(key(row) for row in rows)
     for index, row in enumerate(rows):
-        if counts[key(row)] > 1:
+        if key(row) is not None and counts[key(row)] > 1:
             yield RowProblem(
                 file,
                 index,
@@ -476,8 +504,8 @@ def _cross_table_problems(study: Study) -> Iterator[RowProblem]:  # noqa: C901 -
     )
     yield from _duplicates(
         file,
-        [p for p in study.procedures if p.type == "injection"],
-        lambda p: (p.participant_id, p.injection_number),
+        study.procedures,
+        lambda p: (p.participant_id, p.injection_number) if p.type == "injection" else None,
         "injection_number",
         "one injection of each number per participant",
     )

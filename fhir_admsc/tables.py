@@ -1,26 +1,41 @@
-"""Read and write the study folder (study.json + CSV tables), reporting defects by file, line and column."""
+"""Read and write the study folder (study.json + CSV tables), reporting defects by file, line and column;
+read it whole, or participant by participant in memory that does not grow with the study."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from fhir_admsc import limits
 from fhir_admsc.errors import InvalidDataError, Problem
 from fhir_admsc.output import write_files
-from fhir_admsc.study import STUDY_FILE, TABLES, Study, StudyInfo, Table, cell_text, check_study
+from fhir_admsc.study import (
+    STUDY_FILE,
+    TABLES,
+    AdverseEvent,
+    ImagingReport,
+    Procedure,
+    RowProblem,
+    Study,
+    StudyInfo,
+    Table,
+    cell_text,
+    check_study,
+)
 
 
 def read_study(folder: str | Path) -> Study:
     """Read and check a study folder; raise InvalidDataError listing every defect found."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InvalidDataError([Problem(str(folder), "is not a study folder (no such directory)")])
+    folder = _study_folder(folder)
     problems: list[Problem] = []
     info = _read_info(folder / STUDY_FILE, problems)
     rows: dict[str, list[BaseModel]] = {}
@@ -30,12 +45,281 @@ def read_study(folder: str | Path) -> Study:
     if problems or info is None:
         raise InvalidDataError(problems)
     study = Study(info=info, **rows)
-    for p in check_study(study):
-        line = None if p.index is None else lines.get(p.file, [])[p.index]
-        problems.append(Problem(str(folder / p.file), p.message, line, p.column, p.value))
+    problems = _located(folder, check_study(study), lines)
     if problems:
         raise InvalidDataError(problems)
     return study
+
+
+def _study_folder(folder: str | Path) -> Path:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidDataError([Problem(str(folder), "is not a study folder (no such directory)")])
+    return folder
+
+
+_Entry = TypeVar("_Entry", bound=tuple)
+_FILE_ORDER = {name: rank for rank, name in enumerate([STUDY_FILE, *(t.file for t in TABLES)])}
+_TABLE = {table.attribute: table for table in TABLES}
+_PARTICIPANTS = _TABLE["participants"].file
+
+
+def _located(
+    folder: Path, found: Iterable[RowProblem], lines: Mapping[str, Sequence[int | None]]
+) -> list[Problem]:
+    """Cross-table defects as Problems at their line, listed by file and line; those of rows
+    without a line (rows of other participants shown for context) are left out."""
+    problems = []
+    for p in found:
+        line = None if p.index is None else lines[p.file][p.index]
+        if p.index is None or line is not None:
+            problems.append(Problem(str(folder / p.file), p.message, line, p.column, p.value))
+    return sorted(problems, key=_position)
+
+
+def _position(problem: Problem) -> tuple[int, int]:
+    return _FILE_ORDER[Path(problem.file).name], problem.line or 0
+
+
+class TableNotGrouped(Exception):
+    """A table's rows are not grouped by participant in the order of participants.csv, so the
+    study can only be read whole, with ``read_study``."""
+
+
+def read_participant_groups(folder: str | Path) -> ParticipantGroups:
+    """A study folder to read participant by participant; study.json and participants.csv are
+    read at once (a defective study.json raises InvalidDataError with every defect of the
+    folder's rows, as ``read_study`` does)."""
+    return ParticipantGroups(_study_folder(folder))
+
+
+class ParticipantGroups:
+    """A study folder read participant by participant, in memory that does not grow with the
+    number of participants beyond participants.csv and a few small indexes of keys.
+
+    Iterating reads the other tables in one forward pass each, in lockstep, and yields for each
+    participant, in the order of participants.csv, a Study of study.json, that participant and
+    their rows of every table (imaging findings go with their reports), checked by
+    ``check_study`` as if it were the whole study. Groups are yielded while no defect has been
+    found; the reading then goes on to the end and raises InvalidDataError listing every defect,
+    as ``read_study`` does. Raises TableNotGrouped when a table is not grouped that way.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._problems: dict[str, list[Problem]] = {name: [] for name in _FILE_ORDER}
+        info = _read_info(folder / STUDY_FILE, self._problems[STUDY_FILE])
+        self.participants, lines = _read_table(folder, TABLES[0], self._problems[_PARTICIPANTS])
+        if info is None:
+            for table in TABLES[1:]:
+                for _ in _stream_rows(folder, table, self._problems[table.file]):
+                    pass
+            raise InvalidDataError([p for found in self._problems.values() for p in found])
+        self.info = info
+        self._positions: dict[str, int] = {}
+        for position, participant in enumerate(self.participants):
+            self._positions.setdefault(participant.participant_id, position)
+        # Of two rows with one participant_id, the rules see the last, as in a whole study.
+        self._latest = {p.participant_id: p for p in self.participants}
+        whole = Study(info=info, participants=self.participants)
+        self._cross = _located(folder, check_study(whole), {_PARTICIPANTS: lines})
+
+    def __iter__(self) -> Iterator[Study]:
+        others = _OtherRows(self.folder)
+        tables = TABLES[1:]
+        cursors = [_Cursor(_stream_rows(self.folder, t, self._problems[t.file])) for t in tables]
+        # One step per participant, then one for rows that belong to no participant.
+        for position in range(len(self.participants) + 1):
+            rows: dict[str, list[Any]] = {}
+            lines: dict[str, list[int | None]] = {}
+            for table, cursor in zip(tables, cursors, strict=True):
+                rows[table.attribute], lines[table.file] = self._take(
+                    cursor, table, position, self._owner(table, position, rows, others)
+                )
+            participants = [
+                self._latest[p.participant_id] for p in self.participants[position : position + 1]
+            ]
+            if any(self._problems.values()):
+                continue  # defects of single rows hide those across tables, as in read_study
+            group = Study(info=self.info, participants=participants, **rows)
+            if participants or any(rows.values()):
+                self._cross += self._check(group, lines, others)
+            if participants and not self._cross:
+                yield group
+        problems = [p for found in self._problems.values() for p in found]
+        if problems or self._cross:
+            raise InvalidDataError(problems or sorted(self._cross, key=_position))
+
+    def _owner(
+        self, table: Table, position: int, rows: dict[str, list[Any]], others: _OtherRows
+    ) -> Callable[[Any], int | None]:
+        """How to tell the position of the participant a row of ``table`` belongs to (None: no
+        known participant), while the rows of the participant at ``position`` are taken."""
+        if table.attribute != "imaging_findings":
+            return lambda row: self._positions.get(row.participant_id)
+        # Findings go with their report: one of this participant's, else that of the report's id
+        # (which of two reports with the same id is left to check_study to report).
+        reports = {r.report_id for r in rows["imaging_reports"]}
+        return lambda row: (
+            position
+            if row.report_id in reports
+            else self._positions.get(others.reports.get(row.report_id, (0, ""))[1])
+        )
+
+    def _take(
+        self, cursor: _Cursor, table: Table, position: int, owner: Callable[[Any], int | None]
+    ) -> tuple[list[Any], list[int | None]]:
+        """The rows under ``cursor`` that go with the participant at ``position``: theirs, and
+        any of no known participant (check_study names those)."""
+        rows: list[Any] = []
+        lines: list[int | None] = []
+        while cursor.row is not None:
+            found = owner(cursor.row)
+            if found is not None and found != position:
+                if found < position:
+                    raise TableNotGrouped(
+                        f"{self.folder / table.file}:{cursor.line}: the rows are not grouped "
+                        "by participant in the order of participants.csv"
+                    )
+                break
+            rows.append(cursor.row)
+            lines.append(cursor.line)
+            cursor.advance()
+        return rows, lines
+
+    def _check(
+        self, group: Study, lines: dict[str, list[int | None]], others: _OtherRows
+    ) -> list[Problem]:
+        """The cross-table defects of ``group``'s rows, judged with the rows of other
+        participants they relate to next to them."""
+        before, after = others.around(group)
+        if before or after:
+            update = {}
+            for attribute in before.keys() | after.keys():
+                file = _TABLE[attribute].file
+                ahead, behind = before.get(attribute, []), after.get(attribute, [])
+                update[attribute] = [*ahead, *getattr(group, attribute), *behind]
+                lines[file] = [*(None for _ in ahead), *lines[file], *(None for _ in behind)]
+            group = group.model_copy(update=update)
+        found = (p for p in check_study(group) if p.file not in (STUDY_FILE, _PARTICIPANTS))
+        return _located(self.folder, found, lines)
+
+
+def _shared(index: dict[str, _Entry], keys: Iterable[str]) -> Iterator[tuple[str, _Entry]]:
+    """The index entries (row count first) of the keys that rows outside ``keys`` also have."""
+    for key, count in Counter(keys).items():
+        entry = index.get(key)
+        if entry is not None and entry[0] > count:
+            yield key, entry
+
+
+class _Cursor:
+    """One table read forward: the row under the cursor and the line it starts on."""
+
+    def __init__(self, rows: Iterator[tuple[int, Any]]) -> None:
+        self._rows = rows
+        self.advance()
+
+    def advance(self) -> None:
+        self.line, self.row = next(self._rows, (0, None))
+
+
+class _OtherRows:
+    """What ``check_study`` must see of other participants' rows to judge one participant's: by
+    id, every procedure, adverse event and imaging report (the last row with the id, and how
+    many rows have it), and the first injection of every product lot.
+
+    Read in a first pass over those three tables and kept as small tuples; a row is rebuilt from
+    them only to be shown next to a participant's rows that refer to it or share a key with it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.procedures: dict[str, tuple[int, str, str, date]] = {}
+        self.lots: dict[str, tuple[str, str, date, float | None, str | None]] = {}
+        self.events: dict[str, tuple[int, str, date]] = {}
+        self.reports: dict[str, tuple[int, str, str]] = {}
+        ignored: list[Problem] = []  # the second pass over the tables reports them
+        for _, p in _stream_rows(folder, _TABLE["procedures"], ignored):
+            count = self.procedures.get(p.procedure_id, (0,))[0] + 1
+            self.procedures[p.procedure_id] = (count, p.participant_id, p.type, p.performed_on)
+            if p.type == "injection" and p.product_lot is not None:
+                self.lots.setdefault(
+                    p.product_lot,
+                    (
+                        p.procedure_id,
+                        p.participant_id,
+                        p.performed_on,
+                        p.viability_pct,
+                        p.harvest_procedure_id,
+                    ),
+                )
+        for _, e in _stream_rows(folder, _TABLE["adverse_events"], ignored):
+            count = self.events.get(e.event_id, (0,))[0] + 1
+            self.events[e.event_id] = (count, e.participant_id, e.onset_on)
+        for _, r in _stream_rows(folder, _TABLE["imaging_reports"], ignored):
+            count = self.reports.get(r.report_id, (0,))[0] + 1
+            self.reports[r.report_id] = (count, r.participant_id, r.visit)
+
+    def around(self, group: Study) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """Rows of others to show before and after ``group``'s own rows, by Study attribute.
+
+        Before: the first injection of each lot the group uses, when another participant's
+        (it stays first of its lot). After: a row with each procedure, event or report id that
+        the group shares with rows outside it, and the procedures its rows refer to.
+        """
+        own = {p.procedure_id for p in group.procedures}
+        lots: dict[str, Procedure] = {}
+        for p in group.procedures:
+            first = self.lots.get(p.product_lot or "") if p.type == "injection" else None
+            if first is not None and first[0] not in own:
+                lots[first[0]] = self._first_injection(p.product_lot or "", first)
+        shared = [
+            key for key, _ in _shared(self.procedures, (p.procedure_id for p in group.procedures))
+        ]
+        references = [p.harvest_procedure_id for p in group.procedures]
+        references += [e.suspected_procedure_id for e in group.adverse_events]
+        shared += [r for r in references if r not in own and r in self.procedures]
+        after = {
+            "procedures": [self._procedure(key) for key in dict.fromkeys(shared)],
+            "adverse_events": [
+                AdverseEvent.model_construct(event_id=key, participant_id=pid, onset_on=onset)
+                for key, (_, pid, onset) in _shared(
+                    self.events, (e.event_id for e in group.adverse_events)
+                )
+            ],
+            "imaging_reports": [
+                ImagingReport.model_construct(report_id=key, participant_id=pid, visit=visit)
+                for key, (_, pid, visit) in _shared(
+                    self.reports, (r.report_id for r in group.imaging_reports)
+                )
+            ],
+        }
+        before = {"procedures": list(lots.values())} if lots else {}
+        return before, {attribute: rows for attribute, rows in after.items() if rows}
+
+    def _procedure(self, procedure_id: str) -> Procedure:
+        _, participant_id, kind, performed_on = self.procedures[procedure_id]
+        return Procedure.model_construct(
+            procedure_id=procedure_id,
+            participant_id=participant_id,
+            type=kind,
+            performed_on=performed_on,
+        )
+
+    @staticmethod
+    def _first_injection(
+        lot: str, first: tuple[str, str, date, float | None, str | None]
+    ) -> Procedure:
+        procedure_id, participant_id, performed_on, viability, harvest = first
+        return Procedure.model_construct(
+            procedure_id=procedure_id,
+            participant_id=participant_id,
+            type="injection",
+            performed_on=performed_on,
+            product_lot=lot,
+            viability_pct=viability,
+            harvest_procedure_id=harvest,
+        )
 
 
 def _problems_of(
@@ -68,7 +352,7 @@ def _read_info(path: Path, problems: list[Problem]) -> StudyInfo | None:
         problems.append(Problem(str(path), "is missing: every study folder needs a study.json"))
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = limits.loads(limits.read_text(path), str(path))
     except UnicodeDecodeError as e:
         problems.append(Problem(str(path), f"is not UTF-8 text ({e.reason})"))
         return None
@@ -94,23 +378,74 @@ def _read_table(folder: Path, table: Table, problems: list[Problem]) -> tuple[li
         return [], []
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = limits.read_text(path)
     except UnicodeDecodeError as e:
-        problems.append(Problem(name, f"is not UTF-8 text (byte {e.start})"))
+        problems.append(_not_utf8(name, e.start))
         return [], []
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    limits.check_rows(text, name)
+    rows, lines = [], []
+    for line, row in _parse_rows(name, table, io.StringIO(text, newline=""), problems):
+        rows.append(row)
+        lines.append(line)
+    return rows, lines
+
+
+def _not_utf8(name: str, byte: int) -> Problem:
+    return Problem(name, f"is not UTF-8 text (byte {byte})")
+
+
+def _stream_rows(folder: Path, table: Table, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
+    """The rows of one table and the line each starts on, read from the file as they are used;
+    defects go to ``problems``, as with ``_read_table``."""
+    path = folder / table.file
+    if not path.exists():
+        return
+    name = str(path)
+    byte = _first_non_utf8(path)
+    if byte is not None:
+        problems.append(_not_utf8(name, byte))
+        return
+    with path.open(encoding="utf-8-sig", newline="") as text:
+        yield from _parse_rows(name, table, text, problems)
+
+
+def _first_non_utf8(path: Path) -> int | None:
+    """Where the first byte that is not UTF-8 is, counted after any BOM as decoding the whole file
+    counts it; None when it is all UTF-8. Reads the file a piece at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as file:
+        if file.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+            file.seek(0)
+        fed = 0  # bytes given to the decoder
+        while True:
+            piece = file.read(1024 * 1024)
+            start = fed - len(decoder.getstate()[0])  # where the bytes the decoder holds begin
+            try:
+                decoder.decode(piece, final=not piece)
+            except UnicodeDecodeError as e:
+                return start + e.start
+            if not piece:
+                return None
+            fed += len(piece)
+
+
+def _parse_rows(
+    name: str, table: Table, text: Iterable[str], problems: list[Problem]
+) -> Iterator[tuple[int, Any]]:
+    """Each row of one table's CSV text (lines read with newline="") and the line it starts on;
+    defects go to ``problems``."""
+    reader = csv.reader(text, strict=True)
     try:
         header = next(reader, None)
     except csv.Error as e:
         problems.append(Problem(name, f"is not valid CSV: {e}", 1))
-        return [], []
+        return
     if header is None:
-        return [], []
+        return
     header_problems = _check_header(name, table, header)
     if header_problems:
         problems.extend(header_problems)
-        return [], []
-    rows, lines = [], []
+        return
     line = reader.line_num + 1
     while True:
         try:
@@ -133,11 +468,11 @@ def _read_table(folder: Path, table: Table, problems: list[Problem]) -> tuple[li
             for column, cell in zip(header, cells, strict=True)
         }
         try:
-            rows.append(table.model.model_validate(record))
-            lines.append(start)
+            row = table.model.model_validate(record)
         except ValidationError as e:
             problems.extend(_problems_of(e, name, start))
-    return rows, lines
+        else:
+            yield start, row
 
 
 def _check_header(name: str, table: Table, header: list[str]) -> list[Problem]:
@@ -172,9 +507,13 @@ def table_csv(table: Table, rows: Iterable[BaseModel]) -> str:
     """One table as CSV text, columns in contract order."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    # Python 3.11 quotes only the characters of the line terminator: a cell with a bare CR, which
+    # readers take for a line end, needs its row quoted in full.
+    quoting = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(table.columns)
     for row in rows:
-        writer.writerow([cell_text(getattr(row, column)) for column in table.columns])
+        cells = [cell_text(getattr(row, column)) for column in table.columns]
+        (quoting if any("\r" in cell for cell in cells) else writer).writerow(cells)
     return out.getvalue()
 
 

@@ -7,6 +7,7 @@ concept lives in the project's own CodeSystem (``ADMSC``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -421,3 +422,58 @@ EXTENSIONS: dict[str, ExtensionDef] = {e.name: e for e in [
     ExtensionDef("ae-action-taken", "string", "Action taken in response to an adverse event", _AE),
 ]}
 # fmt: on
+
+
+# Format rules for external code systems that cannot be enumerated offline.
+_LOINC = re.compile(r"\d{1,7}-\d")
+_SNOMED = re.compile(r"[1-9]\d{5,17}")
+_RXNORM = re.compile(r"\d{1,10}")
+
+
+def _verhoeff_ok(number: str) -> bool:
+    d = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ]
+    p = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ]
+    check = 0
+    for i, digit in enumerate(reversed(number)):
+        check = d[check][p[i % 8][int(digit)]]
+    return check == 0
+
+
+def _loinc_ok(code: str) -> bool:
+    body, check = code.split("-")
+    total = 0
+    for i, digit in enumerate(reversed(body)):
+        value = int(digit) * (2 if i % 2 == 0 else 1)
+        total += value // 10 + value % 10
+    return (10 - total % 10) % 10 == int(check)
+
+
+def external_code_problem(system: str, code: str) -> str | None:
+    """Why ``code`` cannot be a code of an external system checked by format, or None."""
+    if system == LOINC and not (_LOINC.fullmatch(code) and _loinc_ok(code)):
+        return "is not a LOINC code (digits, '-', check digit)"
+    if system == SNOMED and not (_SNOMED.fullmatch(code) and _verhoeff_ok(code)):
+        return "is not a SNOMED CT identifier (6-18 digits with a Verhoeff check digit)"
+    if system == RXNORM and not _RXNORM.fullmatch(code):
+        return "is not an RxNorm concept id (digits)"
+    return None

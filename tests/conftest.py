@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from fhir_admsc.cli import demo_folder
 from fhir_admsc.study import Study
@@ -16,6 +17,19 @@ from fhir_admsc.tables import read_study
 DATA = Path(__file__).parent / "data"
 
 pytest_plugins = ["tests.servers"]
+
+# Property tests draw the same examples on every run and machine (CI reproduces a failure) and are
+# never timed; a test may set fewer max_examples to stay quick. No explain phase: it reruns a
+# failing example hundreds of times, a minute here, to point at lines the traceback names anyway.
+settings.register_profile(
+    "fhir-admsc",
+    max_examples=50,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+)
+settings.load_profile("fhir-admsc")
 
 
 @pytest.fixture(autouse=True)

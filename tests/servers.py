@@ -185,7 +185,8 @@ def _hapi_jar() -> Path:
 
 @pytest.fixture(scope="session")
 def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
-    """HAPI FHIR's JPA server (tests/hapi), in memory: its defaults, plus Bulk Data $export."""
+    """HAPI FHIR's JPA server (tests/hapi), in memory: its defaults, plus Bulk Data $export and
+    $import (which fetches files from loopback URLs only)."""
     # The client compiler alone starts the JVM in about half the time (11 s, not 24 s) and a test
     # session is short; the serial collector keeps its memory near 600 MB at start and 1 GB after
     # the whole suite (the in-memory database lives in the heap).

@@ -135,16 +135,37 @@ def test_timeouts_and_resets_are_retried_for_reads(client, waits) -> None:
     url = f"{BASE}/Patient/1"
     responses.get(url, body=requests.exceptions.ReadTimeout("slow"))
     responses.get(url, body=requests.exceptions.ConnectionError("reset by peer"))
+    responses.get(url, body=requests.exceptions.ChunkedEncodingError("reset mid-body"))
     responses.get(url, json={"resourceType": "Patient", "id": "1"})
     assert client.read("Patient", "1")["id"] == "1"
-    assert len(waits) == 2
+    assert len(waits) == 3
 
 
 @responses.activate
-def test_read_timeout_on_post_is_not_retried(client) -> None:
-    responses.post(BASE + "/", body=requests.exceptions.ReadTimeout("slow"))
-    with pytest.raises(ServerError, match="timed out after 1 attempt"):
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        pytest.param(requests.exceptions.ReadTimeout("slow"), "timed out", id="timeout"),
+        pytest.param(
+            requests.exceptions.ChunkedEncodingError("reset mid-body"),
+            "the answer broke off",
+            id="answer-broke-off",
+        ),
+    ],
+)
+def test_a_post_the_server_may_have_run_is_not_retried(client, error, message) -> None:
+    responses.post(BASE + "/", body=error)
+    with pytest.raises(ServerError, match=f"{message} after 1 attempt") as caught:
         client.bundle({"resourceType": "Bundle", "type": "batch"})
+    assert caught.value.exit_code == ExitCode.SERVER and len(responses.calls) == 1
+
+
+@responses.activate
+def test_an_idempotent_bundle_whose_answer_broke_off_is_sent_again(client, waits) -> None:
+    responses.post(BASE + "/", body=requests.exceptions.ChunkedEncodingError("reset mid-body"))
+    responses.post(BASE + "/", json={"resourceType": "Bundle", "type": "transaction-response"})
+    reply = client.bundle({"resourceType": "Bundle", "type": "transaction"}, idempotent=True)
+    assert reply["type"] == "transaction-response" and len(responses.calls) == 2
 
 
 @responses.activate

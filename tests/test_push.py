@@ -1,4 +1,5 @@
-"""Push planning and sending: order, change detection, and batches with failing entries."""
+"""Push planning and sending: order (of whole inputs and of NDJSON folders read a chunk at a time),
+change detection, batches with failing entries, and the report as a journal that --resume reads."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from pathlib import Path
 
 import pytest
 import responses
+from click.testing import CliRunner
 
 from fhir_admsc.bundle import read_resources
+from fhir_admsc.cli import cli
 from fhir_admsc.client import FhirClient, RetryPolicy
-from fhir_admsc.errors import InvalidDataError
-from fhir_admsc.push import Pusher, ordered, same_content
+from fhir_admsc.errors import ExitCode, InvalidDataError
+from fhir_admsc.output import write_files
+from fhir_admsc.push import Pusher, Source, content_hash, ordered, same_content
 from tests.validation.corpus import demo, demo_resources
 
 BASE = "https://fhir.example.test/r4"
@@ -22,15 +26,74 @@ METADATA = {
 }
 
 
-def test_ordered_puts_referenced_resources_first() -> None:
-    resources = list(reversed(demo_resources()))
-    position = {f"{r['resourceType']}/{r['id']}": i for i, r in enumerate(ordered(resources))}
-    assert len(position) == len(resources)
+def key(resource: dict) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+def assert_referenced_first(resources: list[dict], order: list[dict]) -> None:
+    position = {key(r): i for i, r in enumerate(order)}
+    assert len(order) == len(position) == len(resources)
+    assert set(position) == {key(r) for r in resources}
     for r in resources:
         for ref in json.dumps(r).split('"reference": "')[1:]:
             target = ref.split('"')[0]
             if target in position:
-                assert position[target] < position[f"{r['resourceType']}/{r['id']}"]
+                assert position[target] < position[key(r)]
+
+
+def test_ordered_puts_referenced_resources_first() -> None:
+    resources = list(reversed(demo_resources()))
+    assert_referenced_first(resources, ordered(resources))
+
+
+def write_ndjson(folder: Path, files: dict[str, list[dict]]) -> Path:
+    write_files(
+        folder, {n: "".join(json.dumps(r) + "\n" for r in rs).encode() for n, rs in files.items()}
+    )
+    return folder
+
+
+def by_type(resources: list[dict]) -> dict[str, list[dict]]:
+    files: dict[str, list[dict]] = {}
+    for r in resources:
+        files.setdefault(f"{r['resourceType']}.ndjson", []).append(r)
+    return files
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param(lambda rs: by_type(rs), id="a-file-per-type"),
+        pytest.param(lambda rs: by_type(list(reversed(rs))), id="a-file-per-type-reversed"),
+        pytest.param(lambda rs: {"all.ndjson": list(reversed(rs))}, id="one-file-reversed"),
+        pytest.param(
+            lambda rs: {"a.ndjson": rs[1::2][::-1], "b.ndjson": rs[::2][::-1]}, id="mixed-files"
+        ),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_an_ndjson_folder_is_read_a_chunk_at_a_time_referenced_first(
+    tmp_path: Path, layout, size: int
+) -> None:
+    """Procedure and BiologicallyDerivedProduct refer to each other's type (and Procedure to
+    itself): files like these are ordered resource by resource, the others streamed."""
+    resources = list(demo_resources())
+    source = Source(write_ndjson(tmp_path / "nd", layout(resources)))
+    chunks = list(source.chunks(size))
+    assert {len(c) for c in chunks[:-1]} <= {size} and 0 < len(chunks[-1]) <= size
+    assert_referenced_first(resources, [r for c in chunks for r in c])
+    assert source.total == len(resources)
+    assert source.types == {r["resourceType"] for r in resources}
+
+
+def test_a_bad_ndjson_line_is_named_by_file_and_line(tmp_path: Path) -> None:
+    folder = write_ndjson(
+        tmp_path / "nd", {"Patient.ndjson": [demo("patient", i) for i in range(3)]}
+    )
+    lines = (folder / "Patient.ndjson").read_text().splitlines()
+    (folder / "Patient.ndjson").write_text("\n".join([*lines[:2], "", lines[2][:-1]]) + "\n")
+    with pytest.raises(InvalidDataError, match=r"Patient.ndjson:4: is not valid JSON"):
+        list(Source(folder).chunks(10))
 
 
 def test_same_content_ignores_server_meta_and_number_form() -> None:
@@ -76,6 +139,7 @@ class FakeServer:
         self.store: dict[str, dict] = {}
         self.fail = fail or {}
         self.batches: list[int] = []
+        self.entries: list[str] = []  # "GET url" or "PUT url", every entry of every Bundle
 
     def __call__(self, request):
         bundle = json.loads(request.body)
@@ -83,6 +147,7 @@ class FakeServer:
         answers = []
         for entry in bundle["entry"]:
             url = entry["request"]["url"]
+            self.entries.append(f"{entry['request']['method']} {url}")
             if entry["request"]["method"] == "GET":
                 found = self.store.get(url)
                 answers.append(
@@ -180,7 +245,7 @@ def test_dry_run_plan_reports_create_update_unchanged() -> None:
 def test_identifier_mode_sends_conditional_references() -> None:
     subject, patient = demo("research-subject"), demo("patient")
     pusher = Pusher(FhirClient(BASE), match="identifier")
-    sent = pusher.payload(subject, {f"Patient/{patient['id']}": patient})
+    sent = pusher.payload(subject, {key(patient): pusher.request_url(patient)})
     assert "id" not in sent
     assert sent["individual"]["reference"].startswith(
         "Patient?identifier=https://fhir-admsc.org/fhir/sid/patient|ADMSC-FSO794/"
@@ -188,8 +253,133 @@ def test_identifier_mode_sends_conditional_references() -> None:
     assert pusher.request_url(patient).startswith("Patient?identifier=")
 
 
+@responses.activate
+def test_identifier_mode_refers_to_resources_of_earlier_chunks() -> None:
+    subject, patient = demo("research-subject"), demo("patient")
+    server = FakeServer()
+    responses.get(f"{BASE}/metadata", json=METADATA)
+    responses.add_callback(responses.POST, BASE + "/", callback=server)
+    pusher = Pusher(FhirClient(BASE), match="identifier")
+    for chunk in ([patient], [subject]):
+        outcomes = pusher.send(chunk, pusher.plan(chunk), "transaction", chunk=10)
+        assert [o.outcome for o in outcomes] == ["created"]
+    stored = server.store[pusher.request_url(subject)]
+    assert stored["individual"]["reference"] == pusher.request_url(patient)
+
+
 def test_ordered_keeps_a_reference_cycle_whole() -> None:
     a = {"resourceType": "Basic", "id": "a", "subject": {"reference": "Basic/b"}}
     b = {"resourceType": "Basic", "id": "b", "subject": {"reference": "Basic/a"}}
     c = {"resourceType": "Basic", "id": "c", "subject": {"reference": "Basic/a"}}
     assert [r["id"] for r in ordered([c, a, b])] == ["b", "a", "c"]
+
+
+def push_patients(folder: Path, report: Path, *options: str):
+    return CliRunner().invoke(
+        cli,
+        ["push", str(folder), "--server", BASE, "--chunk", "2", "--report", str(report), *options],
+    )
+
+
+@pytest.fixture
+def server() -> FakeServer:
+    server = FakeServer()
+    responses.get(f"{BASE}/metadata", json=METADATA)
+    responses.add_callback(responses.POST, BASE + "/", callback=server)
+    return server
+
+
+@responses.activate
+def test_resume_sends_only_what_the_report_does_not_say_is_done(
+    tmp_path: Path, server: FakeServer
+) -> None:
+    patients = [demo("patient", i) for i in range(5)]
+    urls = [key(p) for p in patients]
+    folder = write_ndjson(tmp_path / "nd", {"Patient.ndjson": patients})
+    report = tmp_path / "push.ndjson"
+    assert push_patients(folder, report).exit_code == ExitCode.OK
+    lines = report.read_text().splitlines()
+    assert [json.loads(line)["sha256"] for line in lines] == [content_hash(p) for p in patients]
+
+    # What a run killed while writing its third line leaves; then patient 1 changes.
+    report.write_text("".join(line + "\n" for line in lines[:2]) + lines[2][:40])
+    patients[1]["gender"] = "other"
+    write_ndjson(folder, {"Patient.ndjson": patients})
+    server.entries.clear()
+    resumed = push_patients(folder, report, "--resume")
+    assert resumed.exit_code == ExitCode.OK, resumed.output
+    assert "1 done before" in resumed.stderr
+    # In chunks of two: patient 0 skipped, 1 read and sent (changed), 2 to 4 read (unchanged).
+    assert server.entries == [
+        f"GET {urls[1]}",
+        f"PUT {urls[1]}",
+        *(f"GET {u}" for u in urls[2:]),
+    ]
+    final = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(line["resource"], line["outcome"]) for line in final] == [
+        (urls[0], "created"),
+        (urls[1], "updated"),
+        *((u, "unchanged") for u in urls[2:]),
+    ]
+    assert [line["sha256"] for line in final] == [content_hash(p) for p in patients]
+
+    server.entries.clear()
+    again = push_patients(folder, report, "--resume")
+    assert again.exit_code == ExitCode.OK and "5 done before" in again.stderr
+    assert server.entries == [] and report.read_text().splitlines() == [
+        json.dumps(line) for line in final
+    ]
+
+    assert push_patients(folder, report).exit_code == ExitCode.OK  # no --resume: replaced
+    final = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [line["outcome"] for line in final] == ["unchanged"] * 5
+
+
+@responses.activate
+def test_a_push_the_server_stops_keeps_the_lines_it_confirmed(tmp_path: Path) -> None:
+    server = FakeServer()
+    posts: list[object] = []
+
+    def first_chunk_only(request):  # its read and its transaction; then the server fails
+        posts.append(request)
+        return server(request) if len(posts) <= 2 else (503, {}, "")
+
+    responses.get(f"{BASE}/metadata", json=METADATA)
+    responses.add_callback(responses.POST, BASE + "/", callback=first_chunk_only)
+    patients = [demo("patient", i) for i in range(5)]
+    folder = write_ndjson(tmp_path / "nd", {"Patient.ndjson": patients})
+    report = tmp_path / "push.ndjson"
+    result = push_patients(folder, report, "--retries", "0")
+    assert result.exit_code == ExitCode.SERVER
+    assert "HTTP 503" in result.stderr and "--resume" in result.stderr
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(line["resource"], line["outcome"]) for line in lines] == [
+        (key(p), "created") for p in patients[:2]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        pytest.param(["--resume"], "--resume needs --report", id="resume-without-report"),
+        pytest.param(
+            ["--resume", "--dry-run", "--report", "r.ndjson"],
+            "nothing to resume",
+            id="resume-a-dry-run",
+        ),
+    ],
+)
+def test_resume_usage_errors_exit_2(study_dir: Path, options: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["push", str(study_dir), "--server", BASE, *options])
+    assert result.exit_code == ExitCode.USAGE and message in result.stderr
+
+
+@responses.activate
+def test_resume_refuses_a_report_that_is_not_one(tmp_path: Path, server: FakeServer) -> None:
+    folder = write_ndjson(tmp_path / "nd", {"Patient.ndjson": [demo("patient")]})
+    report = tmp_path / "push.csv"
+    report.write_text("resource,outcome\n")
+    result = push_patients(folder, report, "--resume")
+    assert result.exit_code == ExitCode.USAGE
+    assert f"{report}:1 is not a line of a push report" in result.stderr
+    assert report.read_text() == "resource,outcome\n" and server.entries == []

@@ -202,7 +202,7 @@ def test_cell_defect_named_by_file_line_column(
             "adverse_events.csv",
             0,
             "resolved_on",
-            "2017-12-01",
+            "2017-08-01",
             "is before onset_on",
             id="resolved-before-onset",
         ),
@@ -259,6 +259,18 @@ def test_cross_table_defect_named_by_file_line_column(
     assert any(p.startswith(f"{study_dir / file}:{line}: ") and expected in p for p in problems), (
         problems
     )
+
+
+def test_duplicate_injection_number_names_the_lines_of_both_rows(study_dir: Path) -> None:
+    header, rows = read_rows(study_dir / "procedures.csv")
+    second = next(i for i, r in enumerate(rows) if r[header.index("procedure_id")] == "P04-I2")
+    line = set_cell(study_dir, "procedures.csv", second, "injection_number", "1")
+    first_line = line - 1  # P04-I1 is the row before
+    problems = [p for p in problems_of(study_dir) if "one injection of each number" in p]
+    assert [p.split(": column")[0] for p in problems] == [
+        f"{study_dir / 'procedures.csv'}:{first_line}",
+        f"{study_dir / 'procedures.csv'}:{line}",
+    ], problems
 
 
 def test_lot_rows_must_agree(study_dir: Path) -> None:

@@ -17,7 +17,8 @@ from fhir_admsc.errors import InvalidDataError, Problem
 T = TypeVar("T")
 
 
-def _explain(error: Exception) -> str:
+def explain(error: Exception) -> str:
+    """An exception met while reading a resource, as a user reads it."""
     if isinstance(error, ValidationError):
         return "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in error.errors())
     if isinstance(error, KeyError):
@@ -151,10 +152,10 @@ class FhirIndex:
         """Read one resource back into a table row; a resource that does not fit is InvalidDataError."""
         try:
             return read(resource, self)
-        except (KeyError, IndexError, TypeError, ValueError) as e:
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as e:
             where = f"{resource.get('resourceType')}/{resource.get('id')}"
             raise InvalidDataError(
-                [Problem(where, f"cannot be read back into the study tables: {_explain(e)}")]
+                [Problem(where, f"cannot be read back into the study tables: {explain(e)}")]
             ) from None
 
     def resolve(self, reference: dict[str, Any] | None, where: str) -> dict[str, Any]:

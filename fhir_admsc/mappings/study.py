@@ -27,13 +27,22 @@ SPONSOR_KEY = "sponsor"
 
 
 def to_fhir(study: Study, ctx: StudyContext) -> Iterator[dict[str, Any]]:
-    """The study-level resources, then each participant's Patient, ResearchSubject and Condition,
-    then every visit's Encounter."""
-    yield research_study(study.info, ctx)
-    if study.info.sponsor is not None:
-        yield sponsor(study.info.sponsor, ctx)
-    for site in study.info.sites or []:
+    """The study-level resources, then those of the participants and their visits."""
+    yield from study_level(study.info, ctx)
+    yield from participants_to_fhir(study, ctx)
+
+
+def study_level(info: StudyInfo, ctx: StudyContext) -> Iterator[dict[str, Any]]:
+    """The resources of study.json alone: ResearchStudy, sponsor Organization, site Locations."""
+    yield research_study(info, ctx)
+    if info.sponsor is not None:
+        yield sponsor(info.sponsor, ctx)
+    for site in info.sites or []:
         yield location(site, ctx)
+
+
+def participants_to_fhir(study: Study, ctx: StudyContext) -> Iterator[dict[str, Any]]:
+    """Each participant's Patient, ResearchSubject and Condition, then every visit's Encounter."""
     for participant in study.participants:
         yield patient(participant, ctx)
         yield research_subject(participant, study.info.arm, ctx)

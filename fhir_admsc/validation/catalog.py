@@ -5,72 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fhir_admsc import terminology as term
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.validation import definitions
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
-
-# Format rules for external code systems that cannot be enumerated offline.
-_LOINC = re.compile(r"\d{1,7}-\d")
-_SNOMED = re.compile(r"[1-9]\d{5,17}")
-_RXNORM = re.compile(r"\d{1,10}")
-
-
-def _verhoeff_ok(number: str) -> bool:
-    d = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
-        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
-        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
-        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
-        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-    ]
-    p = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
-        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
-        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
-        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
-        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
-        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
-        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
-    ]
-    check = 0
-    for i, digit in enumerate(reversed(number)):
-        check = d[check][p[i % 8][int(digit)]]
-    return check == 0
-
-
-def _loinc_ok(code: str) -> bool:
-    body, check = code.split("-")
-    total = 0
-    for i, digit in enumerate(reversed(body)):
-        value = int(digit) * (2 if i % 2 == 0 else 1)
-        total += value // 10 + value % 10
-    return (10 - total % 10) % 10 == int(check)
-
-
-def external_code_problem(system: str, code: str) -> str | None:
-    """Why ``code`` cannot be a code of an external system checked by format, or None."""
-    if system == term.LOINC and not (_LOINC.fullmatch(code) and _loinc_ok(code)):
-        return "is not a LOINC code (digits, '-', check digit)"
-    if system == term.SNOMED and not (_SNOMED.fullmatch(code) and _verhoeff_ok(code)):
-        return "is not a SNOMED CT identifier (6-18 digits with a Verhoeff check digit)"
-    if system == term.RXNORM and not _RXNORM.fullmatch(code):
-        return "is not an RxNorm concept id (digits)"
-    return None
 
 
 def _strip_version(url: str) -> str:
@@ -85,8 +29,17 @@ class Catalog:
         self.value_sets: dict[str, dict[str, Any]] = {}
         self.code_systems: dict[str, dict[str, Any]] = {}
         self.canonical_bases: set[str] = set()
+        # answers computed from the loaded resources, asked once per coded element: kept until
+        # the next add()
+        self._memo: dict[tuple[str, str, str], Any] = {}
         for resource in resources:
             self.add(resource)
+
+    def _remembered(self, kind: str, a: str, b: str, compute: Any) -> Any:
+        key = (kind, a, b)
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def add(self, resource: dict[str, Any]) -> None:
         table = {
@@ -97,6 +50,7 @@ class Catalog:
         if table is not None and "url" in resource:
             table[resource["url"]] = resource
             self.canonical_bases.add(resource["url"].rsplit("/", 2)[0])
+            self._memo.clear()
 
     def structure(self, url: str) -> dict[str, Any] | None:
         return self.structures.get(_strip_version(url))
@@ -113,10 +67,13 @@ class Catalog:
 
     def expansion(self, url: str) -> frozenset[tuple[str, str]] | None:
         """(system, code) pairs of a ValueSet, or None when it cannot be enumerated offline."""
-        return _expand(self, _strip_version(url))
+        return self._remembered("expansion", url, "", lambda: _expand(self, _strip_version(url)))
 
     def code_system_codes(self, system: str) -> frozenset[str] | None:
         """Every code of a complete CodeSystem this run knows (loaded or R4 base), or None."""
+        return self._remembered("codes", system, "", lambda: self._code_system_codes(system))
+
+    def _code_system_codes(self, system: str) -> frozenset[str] | None:
         cs = self.code_systems.get(system)
         if cs is None:
             return definitions.code_system_codes(system)
@@ -125,6 +82,10 @@ class Catalog:
         return frozenset(_concept_codes(cs.get("concept", [])))
 
     def display(self, system: str, code: str) -> str | None:
+        """The display of ``code`` in a loaded CodeSystem, or None."""
+        return self._remembered("display", system, code, lambda: self._display(system, code))
+
+    def _display(self, system: str, code: str) -> str | None:
         cs = self.code_systems.get(system)
         for concept in _concepts(cs.get("concept", []) if cs else []):
             if concept.get("code") == code:

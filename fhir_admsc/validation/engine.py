@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
-
-from fhir_admsc.fhir import parse
+from fhir_admsc import terminology as term
 from fhir_admsc.terminology import CORE_EXTENSION_CONTEXTS
 from fhir_admsc.validation import definitions
-from fhir_admsc.validation.catalog import Catalog, external_code_problem
+from fhir_admsc.validation.catalog import Catalog
 from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
 from fhir_admsc.validation.issues import Issue
 
 R4 = "fhir:R4"
+SEEN_LIMIT = 100_000  # remembered datatype values; bounds memory on very large inputs
 PRIMITIVES_JSON = {
     "boolean": bool,
     "integer": int,
@@ -58,6 +58,7 @@ class Node:
 
     value: Any
     location: str
+    type_code: str | None = None  # the type a choice element's value has (``ofType(...)``)
 
 
 @dataclass
@@ -96,6 +97,8 @@ class Validator:
     def __init__(self, catalog: Catalog, profiles: Iterable[str] = ()) -> None:
         self.catalog = catalog
         self.extra_profiles = list(profiles)
+        self._seen: dict[tuple[str, str], tuple[tuple[str, str, str, str, str], ...]] = {}
+        self._free: dict[str, bool] = {}
         Evaluation.member_of = self._member_of
 
     # -- one resource -------------------------------------------------------------------------
@@ -113,36 +116,13 @@ class Validator:
             ctx.add("error", "structure", f"'{kind}' is not an R4 resource type", kind)
             return ctx.issues
         self._walk(ctx, resource, kind, kind, kind)
-        self._structure(ctx, resource)
-        claimed = list(resource.get("meta", {}).get("profile", []))
+        meta = resource.get("meta")
+        profiles = meta.get("profile") if isinstance(meta, dict) else None
+        # a malformed meta or profile is reported by the walk; only well-formed claims are checked
+        claimed = [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
         for url in [*claimed, *(p for p in self.extra_profiles if p not in claimed)]:
             self._profile(ctx, url, [Node(resource, kind)], kind)
         return ctx.issues
-
-    def _structure(self, ctx: Context, resource: dict[str, Any]) -> None:
-        """Layer 1: the fhir.resources model of the type, for what the walk does not cover."""
-        if resource["resourceType"] == "Bundle" and isinstance(resource.get("entry"), list):
-            # entries' resources are checked on their own; the Bundle model sees only the shell
-            resource = {
-                **resource,
-                "entry": [
-                    {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
-                    for e in resource["entry"]
-                ],
-            }
-        try:
-            parse(resource)
-        except ValidationError as e:
-            known = {i.location for i in ctx.issues}
-            for detail in e.errors():
-                location = _pydantic_location(resource["resourceType"], detail["loc"])
-                if location in known or any(k.startswith(location + ".") for k in known):
-                    continue
-                ctx.add("error", "structure", _pydantic_message(detail), location)
-        except Exception as e:  # noqa: BLE001 - a model that cannot load is an engine problem
-            ctx.add(
-                "error", "processing", f"structure check failed: {e}", ctx.resource["resourceType"]
-            )
 
     # -- the R4 base: walk every element with its definition ----------------------------------
 
@@ -150,7 +130,7 @@ class Validator:
         self, ctx: Context, value: dict[str, Any], type_name: str, def_path: str, location: str
     ) -> None:
         """Check an element of complex type against the R4 base definitions, recursively."""
-        children = _children(type_name, def_path)
+        children, required, constraints = _shape(type_name, def_path)
         if not value:
             ctx.add(
                 "error", "structure", "an element must have a value or children (ele-1)", location
@@ -163,7 +143,7 @@ class Validator:
             if key.startswith("_"):
                 self._primitive_extension(ctx, item, f"{location}.{key[1:]}")
                 continue
-            match = _match_child(children, key)
+            match = _match(type_name, def_path, key)
             if match is None:
                 ctx.add(
                     "error",
@@ -172,19 +152,18 @@ class Validator:
                     f"{location}.{key}",
                 )
                 continue
-            element, type_code = match
-            name = element.path.rsplit(".", 1)[1]
+            element, type_code, name, step = match
             seen[name] = seen.get(name, 0) + (len(item) if isinstance(item, list) else 1)
-            self._element(ctx, element, type_code, key, item, def_path, location)
-        for name, element in children.items():
-            if element.min > 0 and seen.get(name, 0) < element.min:
+            self._element(ctx, element, type_code, key, item, location + step)
+        for name, minimum in required:
+            if seen.get(name, 0) < minimum:
                 ctx.add(
                     "error",
                     "required",
-                    f"'{name.replace('[x]', '')}' is required (minimum {element.min})",
+                    f"'{name.replace('[x]', '')}' is required (minimum {minimum})",
                     f"{location}.{name.replace('[x]', '')}",
                 )
-        for constraint in _constraints(type_name, def_path):
+        for constraint in constraints:
             self._invariant(ctx, constraint, value, location, type_name, R4)
 
     def _element(
@@ -194,13 +173,8 @@ class Validator:
         type_code: str,
         key: str,
         item: Any,
-        def_path: str,
-        location: str,
+        step: str,
     ) -> None:
-        name = element.path.rsplit(".", 1)[1]
-        step = f"{location}.{name.replace('[x]', '')}"
-        if name.endswith("[x]"):
-            step += f".ofType({type_code})"
         if isinstance(item, list):
             if element.max == "1":
                 ctx.add("error", "structure", f"'{key}' holds a list but allows one value", step)
@@ -224,10 +198,9 @@ class Validator:
         if value is None or value == "" or value == {} or value == []:
             ctx.add("error", "structure", "an element must have a value or children (ele-1)", where)
             return
-        regex = definitions.primitive_regex(type_code)
         is_primitive = type_code[0].islower() or type_code.startswith("http://")
         if is_primitive:
-            self._primitive(ctx, type_code, regex, value, where)
+            self._primitive(ctx, type_code, _pattern(type_code), value, where)
         elif type_code in ("BackboneElement", "Element") or element.content_reference:
             if not isinstance(value, dict):
                 ctx.add("error", "structure", "must be an object", where)
@@ -257,8 +230,7 @@ class Validator:
             if not isinstance(value, dict):
                 ctx.add("error", "structure", f"must be an object ({type_code})", where)
                 return
-            self._walk(ctx, value, type_code, type_code, where)
-            self._codes(ctx, type_code, value, where)
+            self._datatype(ctx, type_code, value, where)
         if element.binding is not None and element.binding.strength in ("required", "extensible"):
             self._binding(
                 ctx,
@@ -270,8 +242,29 @@ class Validator:
                 R4,
             )
 
+    def _datatype(self, ctx: Context, type_code: str, value: dict[str, Any], where: str) -> None:
+        """Check a value of a complex datatype; equal values give equal findings, so they are
+        remembered (exports repeat the same codings, units, meta and study links thousands of
+        times). A local reference (``#id``) depends on the resource around it: never remembered."""
+        text = _KEY.encode(value)
+        if '"#' in text:
+            self._walk(ctx, value, type_code, type_code, where)
+            self._codes(ctx, type_code, value, where)
+            return
+        found = self._seen.get((type_code, text))
+        if found is None:
+            inner = Context(ctx.resource)
+            self._walk(inner, value, type_code, type_code, "")
+            self._codes(inner, type_code, value, "")
+            found = tuple((i.severity, i.code, i.message, i.location, i.rule) for i in inner.issues)
+            if len(self._seen) >= SEEN_LIMIT:
+                self._seen.clear()
+            self._seen[(type_code, text)] = found
+        for severity, code, message, location, rule in found:
+            ctx.add(severity, code, message, where + location, rule)
+
     def _primitive(
-        self, ctx: Context, type_code: str, regex: str | None, value: Any, where: str
+        self, ctx: Context, type_code: str, regex: re.Pattern[str] | None, value: Any, where: str
     ) -> None:
         expected = PRIMITIVES_JSON.get(type_code, str)
         if isinstance(value, bool) and type_code != "boolean" or not isinstance(value, expected):
@@ -286,7 +279,9 @@ class Validator:
             if type_code == "boolean"
             else str(value)
         )
-        if regex and not re.fullmatch(regex, text):
+        # FHIR's regexes are XML Schema ones, where \s is only space, tab, CR and LF: in ASCII
+        # mode Python agrees, and a no-break or ideographic space is text, not whitespace.
+        if regex and not regex.fullmatch(text):
             ctx.add("error", "structure", f"'{text[:60]}' is not a valid {type_code}", where)
         elif type_code in ("date", "dateTime", "instant") and not _calendar_ok(text):
             ctx.add("error", "structure", f"'{text}' is not a calendar date", where)
@@ -304,7 +299,9 @@ class Validator:
         if type_code != "Coding" or "system" not in value or "code" not in value:
             return
         system, code = value["system"], value["code"]
-        problem = external_code_problem(system, code)
+        if not isinstance(system, str) or not isinstance(code, str):
+            return  # the walk has reported the wrong types
+        problem = term.external_code_problem(system, code)
         if problem:
             ctx.add("error", "code-invalid", f"'{code}' {problem}", f"{where}.code")
             return
@@ -383,18 +380,13 @@ class Validator:
     def _invariant(
         self, ctx: Context, constraint: Any, node: Any, location: str, type_name: str, rule: str
     ) -> None:
-        key = constraint.key if hasattr(constraint, "key") else constraint["key"]
-        expression = (
-            constraint.expression
-            if hasattr(constraint, "expression")
-            else constraint.get("expression")
-        )
-        human = constraint.human if hasattr(constraint, "human") else constraint.get("human", "")
-        severity = (
-            constraint.severity
-            if hasattr(constraint, "severity")
-            else constraint.get("severity", "error")
-        )
+        if isinstance(constraint, dict):  # a profile's constraint, as JSON
+            key, expression = constraint["key"], constraint.get("expression")
+            human = constraint.get("human", "")
+            severity = constraint.get("severity", "error")
+        else:  # an R4 base constraint (definitions.Constraint)
+            key, expression = constraint.key, constraint.expression
+            human, severity = constraint.human, constraint.severity
         if key in SKIPPED_INVARIANTS or not expression:
             return
         try:
@@ -456,31 +448,29 @@ class Validator:
                 url,
             )
             return
+        selected: dict[tuple[str, ...], list[Node]] = {(): roots}
+
+        def select(path: tuple[str, ...]) -> list[Node]:
+            """The nodes at ``path`` (element id parts after the type), each step walked once."""
+            if path not in selected:
+                selected[path] = _select(sd, select(path[:-1]), list(path), len(path) - 1)
+            return selected[path]
+
         for element in view.get("element", []):
-            self._profile_element(ctx, sd, element, roots)
+            self._profile_element(ctx, sd, element, roots, select)
 
     def _profile_element(
-        self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], roots: list[Node]
+        self,
+        ctx: Context,
+        sd: dict[str, Any],
+        element: dict[str, Any],
+        roots: list[Node],
+        select: Callable[[tuple[str, ...]], list[Node]],
     ) -> None:
         url = sd["url"]
         element_id = element.get("id") or element["path"]
         rule = f"{url}#{element_id}"
-        unsupported = (
-            set(element)
-            - DOCUMENTATION
-            - {
-                "sliceName",
-                "min",
-                "max",
-                "type",
-                "binding",
-                "constraint",
-                "slicing",
-                "contentReference",
-                "maxLength",
-            }
-            - {k for k in element if k.startswith(("fixed", "pattern", "minValue", "maxValue"))}
-        )
+        unsupported = _unsupported(element)
         if unsupported:
             ctx.add(
                 "error",
@@ -503,7 +493,7 @@ class Validator:
             )
         parts = element_id.split(".")
         path = parts[1:]
-        parents = _select(sd, roots, path[:-1])
+        parents = select(tuple(path[:-1]))
         if len(parts) == 1:
             for node in roots:
                 for constraint in element.get("constraint", []):
@@ -545,8 +535,8 @@ class Validator:
     def _constrain(
         self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], node: Node, rule: str
     ) -> None:
-        type_code = _node_type(node)
-        for key, expected in element.items():
+        type_code = node.type_code
+        for key, expected in _value_rules(element):
             if key.startswith("fixed") and node.value != expected:
                 ctx.add(
                     "error", "value", f"must be exactly {json.dumps(expected)}", node.location, rule
@@ -681,8 +671,43 @@ class Validator:
                     node.location,
                     url,
                 )
-            self._profile(ctx, url, [node], "Extension")
+            self._extension_profile(ctx, url, node)
         return ctx.issues
+
+    def _extension_profile(self, ctx: Context, url: str, node: Node) -> None:
+        """Apply an extension's definition; equal extensions give equal findings, so they are
+        remembered (every exported resource carries the same study link), unless the value holds
+        a reference whose target only the resources around it tell (``#id``, ``urn:``)."""
+        text = _KEY.encode(node.value)
+        if '"#' in text or '"urn:' in text or not self._context_free(url):
+            self._profile(ctx, url, [node], "Extension")
+            return
+        found = self._seen.get((url, text))
+        if found is None:
+            inner = Context(ctx.resource)
+            self._profile(inner, url, [Node(node.value, "")], "Extension")
+            found = tuple((i.severity, i.code, i.message, i.location, i.rule) for i in inner.issues)
+            if len(self._seen) >= SEEN_LIMIT:
+                self._seen.clear()
+            self._seen[(url, text)] = found
+        for severity, code, message, location, rule in found:
+            ctx.add(severity, code, message, node.location + location, rule)
+
+    def _context_free(self, url: str) -> bool:
+        """Whether no invariant of the profile chain of ``url`` looks outside the element."""
+        known = self._free.get(url)
+        if known is None:
+            known, chain = True, url
+            while chain and not self.catalog.is_base_definition(chain):
+                sd = self.catalog.structure(chain) or {}
+                for element in sd.get("differential", {}).get("element", []):
+                    for constraint in element.get("constraint", []):
+                        expression = constraint.get("expression", "")
+                        if any(word in expression for word in ("%resource", "%root", "resolve(")):
+                            known = False
+                chain = sd.get("baseDefinition", "")
+            self._free[url] = known
+        return known
 
 
 SKIPPED_INVARIANTS = {
@@ -727,25 +752,90 @@ def _children_index(type_name: str) -> dict[str, dict[str, definitions.ElementDe
     return index
 
 
-def _constraints(type_name: str, def_path: str) -> tuple[Any, ...]:
+Shape = tuple[dict[str, definitions.ElementDef], tuple[tuple[str, int], ...], tuple[Any, ...]]
+Match = tuple[definitions.ElementDef, str, str, str]
+
+
+_KEY = json.JSONEncoder(separators=(",", ":"))
+VALUE_RULES = ("fixed", "pattern", "minValue", "maxValue")
+
+
+def _value_rules(element: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The fixed, pattern, minValue and maxValue properties of a profile element (found once)."""
+    found = element.get("_valueRules")
+    if found is None:
+        found = [(k, v) for k, v in element.items() if k.startswith(VALUE_RULES)]
+        element["_valueRules"] = found
+    return found
+
+
+def _unsupported(element: dict[str, Any]) -> list[str]:
+    """The properties of a profile element this validator cannot check (computed once each)."""
+    found = element.get("_unsupported")
+    if found is None:
+        found = sorted(
+            set(element)
+            - DOCUMENTATION
+            - SUPPORTED
+            - {k for k in element if k.startswith(VALUE_RULES)}
+        )
+        element["_unsupported"] = found
+    return found
+
+
+SUPPORTED = {
+    "sliceName",
+    "min",
+    "max",
+    "type",
+    "binding",
+    "constraint",
+    "slicing",
+    "contentReference",
+    "maxLength",
+    "_unsupported",
+    "_valueRules",
+}
+
+
+@cache
+def _pattern(type_code: str) -> re.Pattern[str] | None:
+    """The compiled R4 regex of a primitive type (ASCII classes: see _primitive)."""
+    regex = definitions.primitive_regex(type_code)
+    return re.compile(regex, re.ASCII) if regex else None
+
+
+@cache
+def _shape(type_name: str, def_path: str) -> Shape:
+    """An element's children by name, its required children (name, min), its invariants."""
+    children = _children(type_name, def_path)
+    required = tuple((name, e.min) for name, e in children.items() if e.min > 0)
+    constraints: tuple[Any, ...] = ()
     for element in definitions.base_elements(type_name):
         if element.path == def_path:
-            return element.constraints
-    return ()
+            constraints = tuple(c for c in element.constraints if c.key not in SKIPPED_INVARIANTS)
+            break
+    return children, required, constraints
 
 
-def _match_child(
-    children: dict[str, definitions.ElementDef], key: str
-) -> tuple[definitions.ElementDef, str] | None:
+@cache
+def _match(type_name: str, def_path: str, key: str) -> Match | None:
+    """The child element a JSON member names: (definition, type, element name, FHIRPath step)."""
+    children = _children(type_name, def_path)
     element = children.get(key)
     if element is not None and not element.path.endswith("[x]"):
-        return element, element.types[0].code if element.types else "BackboneElement"
+        return (
+            element,
+            element.types[0].code if element.types else "BackboneElement",
+            key,
+            f".{key}",
+        )
     for name, element in children.items():
         if name.endswith("[x]") and key.startswith(name[:-3]):
             suffix = key[len(name) - 3 :]
             for t in element.types:
                 if _type_suffix(t.code) == suffix:
-                    return element, t.code
+                    return element, t.code, name, f".{name[:-3]}.ofType({t.code})"
     return None
 
 
@@ -764,12 +854,9 @@ def _select(sd: dict[str, Any], roots: list[Node], parts: list[str], start: int 
                 prefix = name[:-3]
                 for key, value in node.value.items():
                     if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1].isupper():
+                        code = _type_code(key[len(prefix) :])
                         found.extend(
-                            _as_nodes(
-                                value,
-                                f"{node.location}.{prefix}.ofType("
-                                f"{_type_code(key[len(prefix) :])})",
-                            )
+                            _as_nodes(value, f"{node.location}.{prefix}.ofType({code})", code)
                         )
             elif name in node.value:
                 found.extend(_as_nodes(node.value[name], f"{node.location}.{name}"))
@@ -804,10 +891,10 @@ def _type_code(suffix: str) -> str:
     )
 
 
-def _as_nodes(value: Any, location: str) -> list[Node]:
+def _as_nodes(value: Any, location: str, type_code: str | None = None) -> list[Node]:
     if isinstance(value, list):
-        return [Node(v, f"{location}[{i}]") for i, v in enumerate(value)]
-    return [Node(value, location)]
+        return [Node(v, f"{location}[{i}]", type_code) for i, v in enumerate(value)]
+    return [Node(value, location, type_code)]
 
 
 def _step_name(part: str) -> str:
@@ -818,11 +905,6 @@ def _step_name(part: str) -> str:
 def _describe(part: str) -> str:
     name, _, slice_name = part.partition(":")
     return f"extension slice '{slice_name}'" if slice_name else f"'{name.replace('[x]', '')}'"
-
-
-def _node_type(node: Node) -> str | None:
-    match = re.search(r"\.ofType\((\w+)\)(\[\d+\])?$", node.location)
-    return match.group(1) if match else None
 
 
 def _guess_type(value: Any) -> str:
@@ -840,11 +922,26 @@ def _coded_values(type_code: str, value: Any) -> list[tuple[str | None, str]] | 
         return [(None, value)] if isinstance(value, str) else None
     if not isinstance(value, dict):
         return None
+    # codes and systems that are not strings the walk has reported: they are no candidates
     if type_code in ("Coding", "Quantity"):
-        return [(value.get("system"), value["code"])] if "code" in value else []
+        return [(value.get("system"), value["code"])] if _is_coding(value) else []
     if type_code == "CodeableConcept":
-        return [(c.get("system"), c["code"]) for c in value.get("coding", []) if "code" in c]
+        codings = value.get("coding")
+        return [
+            (c.get("system"), c["code"])
+            for c in (codings if isinstance(codings, list) else [])
+            if _is_coding(c)
+        ]
     return None
+
+
+def _is_coding(value: Any) -> bool:
+    """Whether ``value`` has a code and, if any, a system of the right JSON type."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("code"), str)
+        and isinstance(value.get("system", ""), str)
+    )
 
 
 def _codes_in(value: Any, codes: frozenset[tuple[str, str]], type_code: str | None = None) -> bool:
@@ -852,9 +949,8 @@ def _codes_in(value: Any, codes: frozenset[tuple[str, str]], type_code: str | No
         return any(code == value for _, code in codes)
     if not isinstance(value, dict):
         return False
-    if "coding" in value or type_code == "CodeableConcept":
-        return any((c.get("system"), c.get("code")) in codes for c in value.get("coding", []))
-    return (value.get("system"), value.get("code")) in codes
+    kind = "CodeableConcept" if "coding" in value or type_code == "CodeableConcept" else "Coding"
+    return any(pair in codes for pair in _coded_values(kind, value) or [])
 
 
 def _matches_pattern(value: Any, pattern: Any) -> bool:
@@ -899,23 +995,3 @@ def _extensions(value: Any, location: str) -> Iterator[Node]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _extensions(item, f"{location}[{i}]")
-
-
-def _pydantic_location(resource_type: str, loc: tuple[Any, ...]) -> str:
-    path = resource_type
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part != "__root__":
-            path += f".{part}"
-    return path
-
-
-def _pydantic_message(detail: dict[str, Any]) -> str:
-    if detail["type"] == "missing":
-        return "is required"
-    message = detail["msg"].removeprefix("Value error, ")
-    value = detail.get("input")
-    if isinstance(value, str | int | float | bool):
-        return f"{json.dumps(value)[:60]}: {message}"
-    return message

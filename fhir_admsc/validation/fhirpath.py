@@ -11,6 +11,8 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from fhir_admsc.validation.native import native
+
 _MODEL = models["r4"]
 
 
@@ -85,6 +87,18 @@ def holds(
     expression: str, node: Any, resource: dict[str, Any], root_type: str | None = None
 ) -> bool:
     """Whether the invariant ``expression`` is true on ``node`` (empty counts as false)."""
+    shortcut = native(expression)
+    if shortcut is not None:
+        answer = shortcut(node, resource)
+        if answer is not None:
+            return answer
+    return evaluate(expression, node, resource, root_type)
+
+
+def evaluate(
+    expression: str, node: Any, resource: dict[str, Any], root_type: str | None = None
+) -> bool:
+    """``holds`` through the FHIRPath engine alone."""
     function = compiled(expression)
     target = node
     if root_type is not None and isinstance(node, dict):

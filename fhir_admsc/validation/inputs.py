@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fhir_admsc import limits
 from fhir_admsc.validation.issues import Issue
 
 _DECODER = json.JSONDecoder()
@@ -42,16 +43,17 @@ def read_documents(path: Path) -> Iterator[Document | Issue]:
 def _read_file(path: Path) -> Iterator[Document | Issue]:
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = limits.read_text(path)
     except (OSError, UnicodeDecodeError) as e:
         yield Issue("fatal", "structure", f"cannot be read: {e}", "$this", source=name)
         return
     if path.suffix == ".ndjson":
-        for number, line in enumerate(text.splitlines(), start=1):
+        # only "\n" ends an NDJSON line: text may hold U+2028 or U+0085, which splitlines() splits on
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
-                yield Document(name, number, json.loads(line))
+                yield Document(name, number, limits.loads(line, name, number))
             except json.JSONDecodeError as e:
                 yield Issue(
                     "fatal",
@@ -63,7 +65,7 @@ def _read_file(path: Path) -> Iterator[Document | Issue]:
                 )
         return
     try:
-        value = json.loads(text)
+        value = limits.loads(text, name)
     except json.JSONDecodeError as e:
         yield Issue(
             "fatal",

@@ -76,7 +76,7 @@ def validate_documents(
     issues: list[Issue] = []
     for item in items:
         found = validator.validate(item.resource, resolver)
-        if isinstance(item.resource, dict) and item.resource.get("resourceType"):
+        if isinstance(item.resource, dict) and isinstance(item.resource.get("resourceType"), str):
             found += validator.check_extensions(item.resource)
         issues.extend(_placed(i, item) for i in found)
     for document in documents:
@@ -219,7 +219,7 @@ def _study_rules(items: list[Checked]) -> list[Issue]:
     for item in items:
         r = item.resource
         if isinstance(r, dict) and r.get("resourceType") == "Procedure":
-            subject = r.get("subject", {}).get("reference")
+            subject = _subject(r)
             performed = r.get("performedDateTime")
             if isinstance(subject, str) and isinstance(performed, str):
                 first[subject] = min(first.get(subject, performed), performed)
@@ -230,10 +230,10 @@ def _study_rules(items: list[Checked]) -> list[Issue]:
         if not (
             isinstance(r, dict)
             and r.get("resourceType") == "AdverseEvent"
-            and ae_profile in r.get("meta", {}).get("profile", [])
+            and ae_profile in _claimed(r)
         ):
             continue
-        subject = r.get("subject", {}).get("reference")
+        subject = _subject(r)
         onset = r.get("date")
         start = first.get(subject) if isinstance(subject, str) else None
         if isinstance(onset, str) and start is not None and onset[:10] < start[:10]:
@@ -248,3 +248,15 @@ def _study_rules(items: list[Checked]) -> list[Issue]:
             )
             issues.append(_placed(issue, item))
     return issues
+
+
+def _subject(resource: dict[str, Any]) -> Any:
+    """The subject reference, or None when the element is malformed (the walk reports that)."""
+    subject = resource.get("subject")
+    return subject.get("reference") if isinstance(subject, dict) else None
+
+
+def _claimed(resource: dict[str, Any]) -> list[Any]:
+    meta = resource.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    return profiles if isinstance(profiles, list) else []

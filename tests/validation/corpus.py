@@ -133,10 +133,11 @@ def _early_repeat(b: dict[str, Any]) -> None:
 
 
 def _ae_before_suspect(b: dict[str, Any]) -> None:
-    ae = next(
+    ae = next(  # the pain flare after P06's second injection
         e["resource"]
         for e in b["entry"]
-        if e["resource"]["resourceType"] == "AdverseEvent" and "suspectEntity" in e["resource"]
+        if e["resource"]["resourceType"] == "AdverseEvent"
+        and e["resource"]["identifier"]["value"].endswith("/AE-001")
     )
     ref = ae["suspectEntity"][0]["instance"]["reference"]
     proc = next(e["resource"] for e in b["entry"] if f"Procedure/{e['resource']['id']}" == ref)

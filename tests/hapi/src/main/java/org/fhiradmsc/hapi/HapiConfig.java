@@ -2,6 +2,7 @@ package org.fhiradmsc.hapi;
 
 import ca.uhn.fhir.batch2.jobs.config.Batch2JobsConfig;
 import ca.uhn.fhir.batch2.jobs.export.BulkDataExportProvider;
+import ca.uhn.fhir.batch2.jobs.imprt.BulkDataImportProvider;
 import ca.uhn.fhir.batch2.maintenance.JobMaintenanceServiceImpl;
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.IValidationSupport;
@@ -38,11 +39,12 @@ import org.springframework.orm.jpa.LocalContainerEntityManagerFactoryBean;
 
 /**
  * The Spring configuration of a small HAPI FHIR R4 JPA server: HAPI's own R4 JPA, Batch2 and job
- * configurations (the job ones serve Bulk Data $export), an in-memory H2 database, and a
- * RestfulServer with the resource and system providers, the capability statement, database paging
- * and $export. Settings are HAPI's defaults except where a comment says otherwise: a client tested
- * here meets what a default deployment does (client ids that are not all digits are allowed,
- * references must resolve, search results are reused for 60 s, pages of 10 and at most 50).
+ * configurations (the job ones serve Bulk Data $export and $import), an in-memory H2 database, and
+ * a RestfulServer with the resource and system providers, the capability statement, database
+ * paging, $export and $import (which loads NDJSON files from the URLs it is given). Settings are
+ * HAPI's defaults except where a comment says otherwise: a client tested here meets what a default
+ * deployment does (client ids that are not all digits are allowed, references must resolve, search
+ * results are reused for 60 s, pages of 10 and at most 50).
  * Left out: subscriptions, MDM, Clinical Reasoning, terminology upload, GraphQL, OpenAPI, CORS,
  * narrative generation, full-text indexing, and any package or IG loading (nothing is fetched at
  * run time).
@@ -146,13 +148,15 @@ public class HapiConfig {
       ISearchParamRegistry searchParamRegistry,
       IValidationSupport validationSupport,
       DatabaseBackedPagingProvider pagingProvider,
-      BulkDataExportProvider bulkDataExportProvider) {
+      BulkDataExportProvider bulkDataExportProvider,
+      BulkDataImportProvider bulkDataImportProvider) {
     FhirContext context = systemDao.getContext();
     context.setNarrativeGenerator(new NullNarrativeGenerator()); // store resources as sent
     RestfulServer server = new RestfulServer(context);
     server.registerProviders(resourceProviders.createProviders()); // CRUD, search, $validate
     server.registerProvider(systemProvider); // transaction and batch Bundles
     server.registerProvider(bulkDataExportProvider);
+    server.registerProvider(bulkDataImportProvider);
     server.setPagingProvider(pagingProvider);
     JpaCapabilityStatementProvider capabilities =
         new JpaCapabilityStatementProvider(

@@ -8,6 +8,7 @@ import java.net.ProxySelector;
 import java.net.SocketAddress;
 import java.net.URI;
 import java.util.List;
+import java.util.Set;
 import org.eclipse.jetty.ee10.servlet.ServletContextHandler;
 import org.eclipse.jetty.ee10.servlet.ServletHolder;
 import org.eclipse.jetty.server.ServerConnector;
@@ -62,10 +63,13 @@ public final class Server {
   }
 
   /**
-   * Nothing may be fetched: the HL7 core's web access (package and terminology servers) is
-   * prohibited, and any other outgoing URL connection is refused, with a line on stderr.
+   * Nothing may be fetched from another machine: the HL7 core's web access (package and
+   * terminology servers) is prohibited, and any other outgoing connection is refused, with a line
+   * on stderr, unless it stays on this machine (a test serves $import's NDJSON files on loopback).
    */
   static final class Offline extends ProxySelector {
+    private static final Set<String> LOOPBACK = Set.of("127.0.0.1", "localhost", "[::1]", "::1");
+
     static void install() {
       ManagedWebAccess.setAccessPolicy(ManagedWebAccess.WebAccessPolicy.PROHIBITED);
       ProxySelector.setDefault(new Offline());
@@ -73,6 +77,9 @@ public final class Server {
 
     @Override
     public List<Proxy> select(URI uri) {
+      if (LOOPBACK.contains(uri.getHost())) {
+        return List.of(Proxy.NO_PROXY);
+      }
       System.err.println("hapi-server: refused network access to " + uri);
       throw new IllegalArgumentException("offline: no network access (" + uri + ")");
     }
