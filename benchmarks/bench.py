@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fhir_admsc.bundle import bundle, bundle_json, ndjson_line  # noqa: E402
+from fhir_admsc.bundle import bundle_text, ndjson_line  # noqa: E402
 from fhir_admsc.fhir import model_class  # noqa: E402
 from fhir_admsc.mappings import study_to_fhir  # noqa: E402
 from fhir_admsc.synth import synthesize  # noqa: E402
@@ -79,9 +79,7 @@ def export_and_validate(participants: int, with_reference: bool) -> None:
     print(f"study: {participants} synthetic participants, {count:,} resources")
 
     print("export")
-    _, bundle_s = cpu(
-        lambda: bundle_json(bundle(list(study_to_fhir(study)), "transaction", study.info.study_id))
-    )
+    _, bundle_s = cpu(lambda: bundle_text(study_to_fhir(study), "transaction", study.info.study_id))
     _, ndjson_s = cpu(lambda: [ndjson_line(r) for r in study_to_fhir(study)])
 
     def models() -> None:
@@ -95,7 +93,7 @@ def export_and_validate(participants: int, with_reference: bool) -> None:
     ratio("speed-up (Bundle)", models_s / bundle_s)
 
     print("validate")
-    payload = json.loads(bundle_json(bundle(resources, "transaction", study.info.study_id)))
+    payload = json.loads(bundle_text(resources, "transaction", study.info.study_id))
     issues, validate_s = cpu(lambda: validate_resources([payload]))
     errors = sum(i.severity in ("error", "fatal") for i in issues)
 

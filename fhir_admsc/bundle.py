@@ -17,21 +17,24 @@ BundleType = Literal["transaction", "collection"]
 
 def bundle(resources: Iterable[dict[str, Any]], kind: BundleType, study_id: str) -> dict[str, Any]:
     """A Bundle of ``resources``; a transaction upserts each one with ``PUT Type/id``."""
-    entries = []
-    for resource in resources:
-        entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource}
-        if kind == "transaction":
-            entry["request"] = {
-                "method": "PUT",
-                "url": f"{resource['resourceType']}/{resource['id']}",
-            }
-        entries.append(entry)
-    return {
-        "resourceType": "Bundle",
-        "id": ids.resource_id(study_id, "Bundle", kind),
-        "type": kind,
-        "entry": entries,
-    }
+    return {**_head(kind, study_id), "entry": [_entry(r, kind) for r in resources]}
+
+
+def bundle_text(resources: Iterable[dict[str, Any]], kind: BundleType, study_id: str) -> str:
+    """``bundle_json(bundle(resources, kind, study_id))``, each entry encoded as it comes: the
+    resources need not all be alive at once (an export maps and encodes them one by one)."""
+    return _text(_head(kind, study_id), (_entry(r, kind) for r in resources))
+
+
+def _head(kind: BundleType, study_id: str) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "id": ids.resource_id(study_id, "Bundle", kind), "type": kind}
+
+
+def _entry(resource: dict[str, Any], kind: BundleType) -> dict[str, Any]:
+    entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource}
+    if kind == "transaction":
+        entry["request"] = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+    return entry
 
 
 def bundle_json(value: dict[str, Any]) -> str:
@@ -44,9 +47,14 @@ def bundle_json(value: dict[str, Any]) -> str:
     entries = value.get("entry")
     if not isinstance(entries, list) or not entries:
         return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
-    head = {k: v for k, v in value.items() if k != "entry"}
-    lines = [f"  {_compact(k)}: {_compact(v)}," for k, v in head.items()]
+    return _text({k: v for k, v in value.items() if k != "entry"}, entries)
+
+
+def _text(head: dict[str, Any], entries: Iterable[dict[str, Any]]) -> str:
     rows = ",\n".join(f"    {_compact(entry)}" for entry in entries)
+    if not rows:
+        return bundle_json({**head, "entry": []})
+    lines = [f"  {_compact(k)}: {_compact(v)}," for k, v in head.items()]
     return "{\n" + "\n".join(lines) + '\n  "entry": [\n' + rows + "\n  ]\n}\n"
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources as package_files
 from itertools import chain
@@ -18,7 +19,14 @@ from requests.auth import HTTPBasicAuth
 from fhir_admsc import __version__
 from fhir_admsc.auth import SmartBackendAuth
 from fhir_admsc.bulk import bulk_pull_study
-from fhir_admsc.bundle import bundle, bundle_json, ndjson_files, ndjson_line, read_resources
+from fhir_admsc.bundle import (
+    bundle,
+    bundle_json,
+    bundle_text,
+    ndjson_files,
+    ndjson_line,
+    read_resources,
+)
 from fhir_admsc.client import BearerToken, FhirClient, RetryPolicy
 from fhir_admsc.conformance import load_resources, npm_package
 from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError, ServerError
@@ -106,9 +114,13 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
         where = f"{files} NDJSON files in {output}"
     else:
         study = read_study(folder)
-        resources = list(study_to_fhir(study))
-        study_id, count = study.info.study_id, len(resources)
-        text = bundle_json(bundle(resources, fmt, study_id))
+        study_id, counted = study.info.study_id, _Counted(study_to_fhir(study))
+        gc.freeze()  # the study lives to the end: spare the collector from scanning it again
+        try:
+            text = bundle_text(counted, fmt, study_id)  # type: ignore[arg-type]
+        finally:
+            gc.unfreeze()
+        count = counted.count
         if output is None:
             sys.stdout.write(text)
             where = "stdout"
@@ -116,6 +128,18 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
             write_atomic(output, text.encode())
             where = str(output)
     click.echo(f"exported {count} resources of {study_id} to {where}", err=True)
+
+
+class _Counted:
+    """An iterable that counts the items taken from it."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self.items, self.count = items, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.items:
+            self.count += 1
+            yield item
 
 
 def _export_ndjson(folder: Path, output: Path) -> tuple[str, int, int]:
