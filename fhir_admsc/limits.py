@@ -61,10 +61,14 @@ _NOT_FINITE = re.compile(r"NaN|Infinity|[0-9][eE][+-]?[0-9]{3}")
 def read_text(path: Path) -> str:
     """The text of an input file (UTF-8, a BOM dropped, line ends as they are: a CR inside a quoted
     CSV cell is data); a file over the size limit is not read."""
-    size = path.stat().st_size
-    if size > FILE_MB.value() * MB:
-        raise InvalidDataError([Problem(str(path), FILE_MB.exceeded("is larger than"))])
+    check_size(path)
     return path.read_bytes().decode("utf-8-sig")
+
+
+def check_size(path: Path) -> None:
+    """Refuse an input file over the size limit (before reading it)."""
+    if path.stat().st_size > FILE_MB.value() * MB:
+        raise InvalidDataError([Problem(str(path), FILE_MB.exceeded("is larger than"))])
 
 
 def check_rows(text: str, source: str) -> None:

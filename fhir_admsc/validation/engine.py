@@ -18,7 +18,9 @@ from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, 
 from fhir_admsc.validation.issues import Issue
 
 R4 = "fhir:R4"
-SEEN_LIMIT = 100_000  # remembered datatype values; bounds memory on very large inputs
+SEEN_LIMIT = 20_000  # remembered datatype values and extensions; bounds memory on large inputs
+# Values that differ in every resource (a business identifier, a narrative): never remembered.
+UNIQUE_DATATYPES = {"Identifier", "Narrative"}
 PRIMITIVES_JSON = {
     "boolean": bool,
     "integer": int,
@@ -245,9 +247,10 @@ class Validator:
     def _datatype(self, ctx: Context, type_code: str, value: dict[str, Any], where: str) -> None:
         """Check a value of a complex datatype; equal values give equal findings, so they are
         remembered (exports repeat the same codings, units, meta and study links thousands of
-        times). A local reference (``#id``) depends on the resource around it: never remembered."""
-        text = _KEY.encode(value)
-        if '"#' in text:
+        times). A local reference (``#id``) depends on the resource around it, and identifiers
+        differ in every resource: those are not remembered."""
+        text = "" if type_code in UNIQUE_DATATYPES else _KEY.encode(value)
+        if not text or '"#' in text:
             self._walk(ctx, value, type_code, type_code, where)
             self._codes(ctx, type_code, value, where)
             return

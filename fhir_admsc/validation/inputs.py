@@ -42,27 +42,13 @@ def read_documents(path: Path) -> Iterator[Document | Issue]:
 
 def _read_file(path: Path) -> Iterator[Document | Issue]:
     name = str(path)
+    if path.suffix == ".ndjson":
+        yield from _read_ndjson(path)
+        return
     try:
         text = limits.read_text(path)
     except (OSError, UnicodeDecodeError) as e:
         yield Issue("fatal", "structure", f"cannot be read: {e}", "$this", source=name)
-        return
-    if path.suffix == ".ndjson":
-        # only "\n" ends an NDJSON line: text may hold U+2028 or U+0085, which splitlines() splits on
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                yield Document(name, number, limits.loads(line, name, number))
-            except json.JSONDecodeError as e:
-                yield Issue(
-                    "fatal",
-                    "structure",
-                    f"is not valid JSON: {e.msg} (column {e.colno})",
-                    "$this",
-                    source=name,
-                    line=number,
-                )
         return
     try:
         value = limits.loads(text, name)
@@ -81,6 +67,39 @@ def _read_file(path: Path) -> Iterator[Document | Issue]:
     if isinstance(value, dict) and value.get("resourceType") == "Bundle":
         entry_lines = _entry_lines(text, start)
     yield Document(name, text.count("\n", 0, start) + 1, value, entry_lines)
+
+
+def _read_ndjson(path: Path) -> Iterator[Document | Issue]:
+    """The lines of an NDJSON file, read one at a time: memory does not grow with the file."""
+    name = str(path)
+    try:
+        limits.check_size(path)
+        handle = path.open("rb")
+    except OSError as e:
+        yield Issue("fatal", "structure", f"cannot be read: {e}", "$this", source=name)
+        return
+    with handle:
+        # binary lines end at "\n" only: text may hold U+2028 or U+0085, which str lines split on
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                message = f"cannot be read: not UTF-8 text (byte {e.start} of the line)"
+                yield Issue("fatal", "structure", message, "$this", source=name, line=number)
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield Document(name, number, limits.loads(line, name, number))
+            except json.JSONDecodeError as e:
+                yield Issue(
+                    "fatal",
+                    "structure",
+                    f"is not valid JSON: {e.msg} (column {e.colno})",
+                    "$this",
+                    source=name,
+                    line=number,
+                )
 
 
 def _skip(text: str, at: int) -> int:

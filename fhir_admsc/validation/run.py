@@ -3,12 +3,15 @@ study as a whole; issues come back in input order."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fhir_admsc import terminology as term
+from fhir_admsc.validation import definitions
 from fhir_admsc.validation.catalog import Catalog, load_ig, project_catalog
 from fhir_admsc.validation.engine import Validator, reference_of
 from fhir_admsc.validation.fhirpath import Resolver
@@ -45,14 +48,81 @@ def catalog_for(igs: Iterable[Path] = ()) -> Catalog:
 def validate_paths(
     paths: Iterable[Path], igs: Iterable[Path] = (), profiles: Iterable[str] = ()
 ) -> tuple[list[Issue], int]:
-    """Validate every resource in ``paths``; returns the issues and how many resources were read."""
+    """Validate every resource in ``paths``; returns the issues and how many resources were read.
+
+    NDJSON inputs are streamed (see ``_validate_stream``); Bundles and JSON files are read whole.
+    """
+    paths = [Path(p) for p in paths]
+    catalog = catalog_for(igs)
+    if paths and all(_ndjson_only(p) for p in paths):
+        return _validate_stream(paths, catalog, profiles)
     documents: list[Document] = []
     issues: list[Issue] = []
     for path in paths:
-        for item in read_documents(Path(path)):
+        for item in read_documents(path):
             (issues if isinstance(item, Issue) else documents).append(item)
-    found, checked = validate_documents(documents, catalog_for(igs), profiles)
+    found, checked = validate_documents(documents, catalog, profiles)
     return issues + found, checked
+
+
+def _ndjson_only(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == ".ndjson"
+    files = (
+        [p for p in path.rglob("*") if p.suffix in (".json", ".ndjson")] if path.is_dir() else []
+    )
+    return bool(files) and all(p.suffix == ".ndjson" for p in files)
+
+
+def _validate_stream(
+    paths: list[Path], catalog: Catalog, profiles: Iterable[str]
+) -> tuple[list[Issue], int]:
+    """Validate NDJSON one line at a time, in two passes, so that memory does not grow with the
+    number of resources: the first keeps only the resources that rules look up in others (those
+    the profiles' invariants ``resolve()``, and the procedures the study rules date), the second
+    checks every line against them and lets it go."""
+    kept_types = _resolved_types(catalog) | {"Procedure"}
+    kept = _Encoded()
+    first: dict[str, str] = {}
+    for path in paths:
+        for item in read_documents(path):
+            value = item.value if isinstance(item, Document) else None
+            kind = value.get("resourceType") if isinstance(value, dict) else None
+            if isinstance(kind, str) and kind in kept_types:
+                if (ref := reference_of(value)) is not None:
+                    kept.keep(ref, value)
+                _first_procedures([value], first)
+    validator, resolver = Validator(catalog, profiles), Resolver(kept)
+    issues: list[Issue] = []
+    checked = 0
+    for path in paths:
+        for document in read_documents(path):
+            if isinstance(document, Issue):
+                issues.append(document)
+                continue
+            for item in _checked([document]):
+                issues.extend(_check(validator, item, resolver))
+                issues.extend(_study_rule(item, first))
+                checked += bool(item.prefix or not _is_bundle(item.resource))
+            if _is_bundle(document.value):
+                issues.extend(_bundle_rules(document))
+    return issues, checked
+
+
+def _resolved_types(catalog: Catalog) -> set[str]:
+    """The resource types the loaded profiles' invariants reach through ``resolve()``."""
+    found: set[str] = set()
+    for sd in catalog.structures.values():
+        for element in sd.get("differential", {}).get("element", []):
+            for constraint in element.get("constraint", []):
+                expression = constraint.get("expression", "")
+                found.update(_RESOLVED.findall(expression))
+                if expression.count("resolve()") > len(_RESOLVED.findall(expression)):
+                    found.update(definitions.resource_types())  # any type: keep them all
+    return found
+
+
+_RESOLVED = re.compile(r"resolve\(\)\.ofType\((\w+)\)")
 
 
 def validate_resources(
@@ -75,15 +145,22 @@ def validate_documents(
     )
     issues: list[Issue] = []
     for item in items:
-        found = validator.validate(item.resource, resolver)
-        if isinstance(item.resource, dict) and isinstance(item.resource.get("resourceType"), str):
-            found += validator.check_extensions(item.resource)
-        issues.extend(_placed(i, item) for i in found)
+        issues.extend(_check(validator, item, resolver))
     for document in documents:
         if _is_bundle(document.value):
             issues.extend(_bundle_rules(document))
-    issues.extend(_study_rules(items))
+    first = _first_procedures(item.resource for item in items)
+    for item in items:
+        issues.extend(_study_rule(item, first))
     return issues, sum(1 for i in items if i.prefix or not _is_bundle(i.resource))
+
+
+def _check(validator: Validator, item: Checked, resolver: Resolver) -> list[Issue]:
+    """The issues of one resource: its own, and those of its extensions."""
+    found = validator.validate(item.resource, resolver)
+    if isinstance(item.resource, dict) and isinstance(item.resource.get("resourceType"), str):
+        found += validator.check_extensions(item.resource)
+    return [_placed(i, item) for i in found]
 
 
 def _placed(issue: Issue, item: Checked) -> Issue:
@@ -212,42 +289,63 @@ def _bundle_rules(document: Document) -> list[Issue]:
     return issues
 
 
-def _study_rules(items: list[Checked]) -> list[Issue]:
-    """Rules across resources: no adverse event starts before the participant's first study
-    procedure (when that participant's procedures are among the checked resources)."""
-    first: dict[str, str] = {}
-    for item in items:
-        r = item.resource
+class _Encoded(dict):
+    """Resources by reference, kept as compact JSON text (a third of the memory of the parsed
+    resource) and parsed again when looked up, which invariants do rarely."""
+
+    def keep(self, reference: str, resource: dict[str, Any]) -> None:
+        super().__setitem__(reference, json.dumps(resource, separators=(",", ":")))
+
+    def __getitem__(self, reference: str) -> dict[str, Any]:
+        return json.loads(super().__getitem__(reference))
+
+    def get(self, reference: str, default: Any = None) -> Any:
+        return self[reference] if reference in self else default  # noqa: SIM401 - this is get()
+
+    def values(self) -> Any:
+        return [self[reference] for reference in self]
+
+
+def _first_procedures(
+    resources: Iterable[Any], first: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Each subject's first study procedure date, among the procedures checked (added to
+    ``first`` when given)."""
+    first = {} if first is None else first
+    for r in resources:
         if isinstance(r, dict) and r.get("resourceType") == "Procedure":
             subject = _subject(r)
             performed = r.get("performedDateTime")
             if isinstance(subject, str) and isinstance(performed, str):
                 first[subject] = min(first.get(subject, performed), performed)
-    issues = []
-    ae_profile = term.profile_url("adverse-event")
-    for item in items:
-        r = item.resource
-        if not (
-            isinstance(r, dict)
-            and r.get("resourceType") == "AdverseEvent"
-            and ae_profile in _claimed(r)
-        ):
-            continue
-        subject = _subject(r)
-        onset = r.get("date")
-        start = first.get(subject) if isinstance(subject, str) else None
-        if isinstance(onset, str) and start is not None and onset[:10] < start[:10]:
-            issue = Issue(
-                "error",
-                "invariant",
-                f"the adverse event starts ({onset[:10]}) before "
-                f"the participant's first study procedure ({start[:10]})",
-                "AdverseEvent.date",
-                f"{STUDY_RULES}#ae-after-first-procedure",
-                reference_of(r),
-            )
-            issues.append(_placed(issue, item))
-    return issues
+    return first
+
+
+def _study_rule(item: Checked, first: dict[str, str]) -> list[Issue]:
+    """Rules across resources: no adverse event starts before the participant's first study
+    procedure (when that participant's procedures are among the checked resources)."""
+    r = item.resource
+    if not (
+        isinstance(r, dict)
+        and r.get("resourceType") == "AdverseEvent"
+        and term.profile_url("adverse-event") in _claimed(r)
+    ):
+        return []
+    subject = _subject(r)
+    onset = r.get("date")
+    start = first.get(subject) if isinstance(subject, str) else None
+    if not (isinstance(onset, str) and start is not None and onset[:10] < start[:10]):
+        return []
+    issue = Issue(
+        "error",
+        "invariant",
+        f"the adverse event starts ({onset[:10]}) before "
+        f"the participant's first study procedure ({start[:10]})",
+        "AdverseEvent.date",
+        f"{STUDY_RULES}#ae-after-first-procedure",
+        reference_of(r),
+    )
+    return [_placed(issue, item)]
 
 
 def _subject(resource: dict[str, Any]) -> Any:
