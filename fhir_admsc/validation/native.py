@@ -189,7 +189,53 @@ def _unless_type(kind: str) -> Native:
     return check
 
 
+def _medication_text(node: Any, _: dict[str, Any]) -> bool | None:
+    if not isinstance(node, dict):
+        return None
+    concept = node.get("medicationCodeableConcept")
+    if concept is None:
+        return False
+    return _present(concept.get("text")) if isinstance(concept, dict) else None
+
+
+def _birth_year(node: Any, _: dict[str, Any]) -> bool | None:
+    if not isinstance(node, dict):
+        return None
+    born = node.get("birthDate")
+    if born is None:
+        return True
+    return len(born) == 4 if isinstance(born, str) else None
+
+
+def _withdrawn_has_end(node: Any, _: dict[str, Any]) -> bool | None:
+    if not isinstance(node, dict) or not isinstance(node.get("status"), str):
+        return None
+    if node["status"] != "withdrawn":
+        return True
+    period = node.get("period")
+    return _present(period.get("end")) if isinstance(period, dict) else None
+
+
+def _ucum_coded(node: Any, _: dict[str, Any]) -> bool | None:
+    """sqty-1/age-1-like: a coded quantity is a UCUM one with a value."""
+    if not isinstance(node, dict):
+        return None
+    if not _present(node.get("code")):
+        return True
+    system = node.get("system")
+    if system is None:
+        return False  # the conjunction is empty or false: never true
+    return system == UCUM and _present(node.get("value")) if isinstance(system, str) else None
+
+
+UCUM = "http://unitsofmeasure.org"
+QUANTITIES = {"Quantity", "Age", "Count", "Distance", "Duration"}
+
 _EXACT: dict[str, Native] = {
+    "medication.ofType(CodeableConcept).text.exists()": _medication_text,
+    "birthDate.empty() or birthDate.toString().length() = 4": _birth_year,
+    "status = 'withdrawn' implies period.end.exists()": _withdrawn_has_end,
+    "code.exists() implies ((system = %ucum) and value.exists())": _ucum_coded,
     "total.empty() or (type = 'searchset') or (type = 'history')": _bdl_1,
     "entry.search.empty() or (type = 'searchset')": _bdl_2,
     "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' "
@@ -283,7 +329,7 @@ def _quantity_unit(system: str, code: str) -> Native:
         values = _choice(node, "value")
         if not values:
             return True  # all() of nothing
-        if len(values) != 1 or values[0][0] != "Quantity" or not isinstance(values[0][1], dict):
+        if len(values) != 1 or values[0][0] not in QUANTITIES or not isinstance(values[0][1], dict):
             return None
         quantity = values[0][1]
         if not _number(quantity.get("value")):

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from fhir_admsc.bundle import bundle
+from fhir_admsc.mappings import study_to_fhir
+from fhir_admsc.synth import synthesize
 from fhir_admsc.validation import engine
 from fhir_admsc.validation.fhirpath import FhirPathError, evaluate
 from fhir_admsc.validation.native import native
@@ -23,7 +25,8 @@ SAMPLE = 12  # distinct inputs per expression, each with all its variants
 
 @pytest.fixture(scope="module")
 def evaluations() -> list[Evaluation]:
-    """Every (expression, node, resource, type) the validator evaluates on corpus and demo."""
+    """Every (expression, node, resource, type) the validator evaluates on the corpus, the demo
+    and a synthetic study."""
     seen: list[Evaluation] = []
     original = engine.holds
 
@@ -36,6 +39,8 @@ def evaluations() -> list[Evaluation]:
         for case in CASES:
             validate_resources([case.document()])
         validate_resources([bundle(list(demo_resources()), "transaction", "ADMSC-FSO794")])
+        synthetic = synthesize(40, seed=3)
+        validate_resources([bundle(list(study_to_fhir(synthetic)), "transaction", "S")])
     finally:
         engine.holds = original
     return seen
