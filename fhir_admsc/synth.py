@@ -9,8 +9,6 @@ writes a Study whose rows were appended participant by participant.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import random
 from collections.abc import Iterator
@@ -22,8 +20,8 @@ from pydantic import ValidationError
 
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.output import write_files
-from fhir_admsc.study import STUDY_FILE, TABLES, Arm, Site, Study, StudyInfo, Table, cell_text
-from fhir_admsc.tables import study_info_json
+from fhir_admsc.study import STUDY_FILE, TABLES, Arm, Site, Study, StudyInfo, cell_text
+from fhir_admsc.tables import CsvText, study_info_json
 
 START = date(2017, 6, 1)
 ACCRUAL_DAYS = 730
@@ -128,10 +126,12 @@ def write_synthetic_study(
             f"{folder} is not empty: choose a new folder, or give --force to replace its study files"
         )
     synthesis = _Synthesis(participants, seed, study_id)
-    texts = {table.attribute: _TableText(table) for table in TABLES}
+    texts = {table.attribute: CsvText(table) for table in TABLES}
     for rows in synthesis.participants():
         for attribute, table_rows in rows.items():
-            texts[attribute].add(table_rows)
+            text = texts[attribute]
+            for row in table_rows:
+                text.add([cell_text(row.get(column)) for column in text.columns])
     info = synthesis.info()
     contents = {STUDY_FILE: study_info_json(info).encode()}
     for table in TABLES:
@@ -140,24 +140,6 @@ def write_synthetic_study(
             contents[table.file] = text.value().encode()
     write_files(folder, contents, stale=[table.file for table in TABLES])
     return info
-
-
-class _TableText:
-    """One table's CSV text, built row by row as ``tables.table_csv`` writes it."""
-
-    def __init__(self, table: Table) -> None:
-        self.columns = table.columns
-        self.out = io.StringIO()
-        self.writer = csv.writer(self.out, lineterminator="\n")
-        self.writer.writerow(self.columns)
-        self.rows = 0
-
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        self.writer.writerows([cell_text(row.get(c)) for c in self.columns] for row in rows)
-        self.rows += len(rows)
-
-    def value(self) -> str:
-        return self.out.getvalue()
 
 
 def _days(n: int) -> timedelta:

@@ -503,18 +503,33 @@ def study_info_json(info: StudyInfo) -> str:
     )
 
 
+class CsvText:
+    """One table's CSV text, built row by row: the header, then cells in contract order."""
+
+    def __init__(self, table: Table) -> None:
+        self.columns = table.columns
+        self.rows = 0
+        self._out = io.StringIO()
+        self._plain = csv.writer(self._out, lineterminator="\n")
+        # Python 3.11 quotes only the characters of the line terminator: a cell with a bare CR,
+        # which readers take for a line end, needs its row quoted in full.
+        self._quoted = csv.writer(self._out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        self._plain.writerow(self.columns)
+
+    def add(self, cells: list[str]) -> None:
+        (self._quoted if any("\r" in cell for cell in cells) else self._plain).writerow(cells)
+        self.rows += 1
+
+    def value(self) -> str:
+        return self._out.getvalue()
+
+
 def table_csv(table: Table, rows: Iterable[BaseModel]) -> str:
     """One table as CSV text, columns in contract order."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    # Python 3.11 quotes only the characters of the line terminator: a cell with a bare CR, which
-    # readers take for a line end, needs its row quoted in full.
-    quoting = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    writer.writerow(table.columns)
+    text = CsvText(table)
     for row in rows:
-        cells = [cell_text(getattr(row, column)) for column in table.columns]
-        (quoting if any("\r" in cell for cell in cells) else writer).writerow(cells)
-    return out.getvalue()
+        text.add([cell_text(getattr(row, column)) for column in table.columns])
+    return text.value()
 
 
 def write_study(study: Study, folder: str | Path) -> None:
