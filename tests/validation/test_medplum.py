@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 from collections import defaultdict
-from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,21 +21,11 @@ import pytest
 
 from fhir_admsc import terminology as term
 from fhir_admsc.conformance import load_resources
-from fhir_admsc.validation import definitions
-from fhir_admsc.validation.issues import Issue, at_least
-from fhir_admsc.validation.run import validate_resources
 from tests.medplum.snapshots import write_snapshots
 from tests.validation.corpus import CASES, Case, write_corpus
+from tests.validation.sites import Site, element, our_sites, reference_of
 
 SCRIPT = Path(__file__).parents[1] / "medplum" / "validate.mjs"
-
-
-class Site(NamedTuple):
-    """Where an engine reports an error: the resource ("Type/id"; the Bundle itself for its own
-    rules) and the element, normalised (see ``element``); an invariant adds ``#key``."""
-
-    resource: str
-    element: str
 
 
 class Known(NamedTuple):
@@ -211,59 +200,12 @@ def _node_flags() -> list[str]:
     return ["--experimental-websocket"] if major < 22 else []
 
 
-@cache
-def _choices() -> dict[str, frozenset[str]]:
-    """Choice element names of R4 (``value``) and the type suffixes they take (``Quantity``)."""
-    found: dict[str, set[str]] = defaultdict(set)
-    for type_name in [*sorted(definitions.resource_types()), "Extension"]:
-        for e in definitions.base_elements(type_name):
-            name = e.path.rsplit(".", 1)[-1]
-            if name.endswith("[x]"):
-                found[name[:-3]].update(t.code[:1].upper() + t.code[1:] for t in e.types)
-    return {name: frozenset(types) for name, types in found.items()}
-
-
-def element(path: str, key: str | None = None) -> str:
-    """A path in either engine's style, normalised: ``Observation.value.ofType(integer)``,
-    ``Observation.valueInteger`` and ``Observation.value[x]`` are all ``Observation.value``; list
-    indices are dropped; an invariant's key is added as ``#key``."""
-    path = re.sub(r"\.ofType\([^)]*\)|\[\d+\]|\[x\]", "", path)
-    parts = []
-    for part in path.split("."):
-        for name, types in _choices().items():
-            if part.startswith(name) and part[len(name) :] in types:
-                part = name
-                break
-        parts.append(part)
-    return ".".join(parts) + (f"#{key}" if key else "")
-
-
-def _reference(resource: Any) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id') or ''}"
-
-
-def our_sites(document: dict[str, Any]) -> frozenset[Site]:
-    """Where our validator reports errors on a document (a resource or a Bundle)."""
-    errors = at_least(validate_resources([document]), "error")
-    return frozenset(_our_site(issue, document) for issue in errors)
-
-
-def _our_site(issue: Issue, document: dict[str, Any]) -> Site:
-    # An invariant that cannot be evaluated is an error of that invariant too (not-supported).
-    invariant = issue.code in ("invariant", "not-supported") and "#" in issue.rule
-    key = issue.rule.rsplit("#", 1)[1] if invariant else None
-    if "/*" in issue.location:  # Bundle.entry[3].resource/*Type/id*/.rest
-        reference, _, rest = issue.location.split("/*", 1)[1].partition("*/")
-        return Site(reference, element(reference.split("/")[0] + rest, key))
-    return Site(issue.resource or _reference(document), element(issue.location, key))
-
-
 def medplum_sites(
     document: dict[str, Any], lines: list[dict[str, Any]]
 ) -> tuple[frozenset[Site], set[str]]:
     """Where Medplum reports errors on a document, from its output lines (leaving out
     MEDPLUM_FALSE_ERRORS), and which of MEDPLUM_FALSE_ERRORS it reported there."""
-    entries = [_reference(e["resource"]) for e in document.get("entry", [])]
+    entries = [reference_of(e["resource"]) for e in document.get("entry", [])]
     sites, false = set(), set()
     for line in lines:
         for issue in line["issues"]:
@@ -292,7 +234,7 @@ def medplum_sites(
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_medplum_agrees_or_the_difference_is_known(case: Case, medplum: dict[str, list]) -> None:
     document = case.document()
-    ours = our_sites(document)
+    ours = our_sites(document, keys=True)
     theirs, _ = medplum_sites(document, medplum[case.id])
     known = KNOWN_DIFFERENCES.get(case.id)
     if known is None:

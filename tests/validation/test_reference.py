@@ -15,7 +15,6 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,12 +24,10 @@ from fhir_admsc.bundle import bundle
 from fhir_admsc.conformance import PACKAGE_NAME, PACKAGE_VERSION, load_resources
 from fhir_admsc.mappings import study_to_fhir
 from fhir_admsc.study import Study
-from fhir_admsc.validation import definitions
-from fhir_admsc.validation.issues import Issue, at_least
-from fhir_admsc.validation.run import validate_resources
 from tests.helpers import scaled_study
 from tests.reference.harness import Reference, Run, errors
 from tests.validation.corpus import CASES, Case, write_corpus
+from tests.validation.sites import Site, element, our_sites
 
 SCALE = 5  # copies of the demo study in the large export: about 3,400 resources
 ENTRY_RESOURCE = re.compile(r"^Bundle\.entry\[\d+\]\.resource(/\*.*?\*/)?")
@@ -43,14 +40,6 @@ NOT_VALIDATED_OFFLINE = {
     "http://loinc.org": "LOINC: not in the FHIR definitions, served by a terminology server",
     "http://snomed.info/sct": "SNOMED CT: licensed, served by a terminology server",
 }
-
-
-class Site(NamedTuple):
-    """Where an engine reports an error: the resource ("Type/id"; the Bundle itself for its own
-    rules) and the element, normalised (see ``element``)."""
-
-    resource: str
-    element: str
 
 
 class Known(NamedTuple):
@@ -201,56 +190,12 @@ def test_scaled_export_conforms(
 # them), so that each broken row compares what the case adds.
 
 
-@cache
-def _choices() -> dict[str, frozenset[str]]:
-    """Choice element names of R4 (``value``) and the type suffixes they take (``Quantity``)."""
-    found: dict[str, set[str]] = {}
-    for type_name in [*sorted(definitions.resource_types()), "Extension"]:
-        for e in definitions.base_elements(type_name):
-            name = e.path.rsplit(".", 1)[-1]
-            if name.endswith("[x]"):
-                found.setdefault(name[:-3], set()).update(
-                    t.code[:1].upper() + t.code[1:] for t in e.types
-                )
-    return {name: frozenset(types) for name, types in found.items()}
-
-
-def element(path: str) -> str:
-    """A path in either engine's style, normalised: ``Observation.value.ofType(integer)``,
-    ``Observation.valueInteger`` and ``Observation.value[x]`` are all ``Observation.value``;
-    comments (``/*Type/id*/``) and list indices are dropped."""
-    path = re.sub(r"/\*.*?\*/|\.ofType\([^)]*\)|\[\d+\]|\[x\]", "", path)
-    parts = []
-    for part in path.split("."):
-        for name, types in _choices().items():
-            if part.startswith(name) and part[len(name) :] in types:
-                part = name
-                break
-        parts.append(part)
-    return ".".join(parts)
-
-
 def related(a: str, b: str) -> bool:
     """The same element, or one inside the other: the HL7 engine reports a cardinality, slice,
     unknown-element or extension-context error at the element that holds it (``Observation``
     for ``Observation.encounter``), and a fixed value at the child that differs
     (``Procedure.extension.value.code`` for ``Procedure.extension.value``)."""
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
-
-
-def our_sites(case: Case) -> frozenset[Site]:
-    """Where our validator reports errors on the case."""
-    document = case.document()
-    found = at_least(validate_resources([document]), "error")
-    return frozenset(_our_site(issue, document) for issue in found)
-
-
-def _our_site(issue: Issue, document: dict[str, Any]) -> Site:
-    if "/*" in issue.location:  # Bundle.entry[3].resource/*Type/id*/.rest
-        reference, _, rest = issue.location.split("/*", 1)[1].partition("*/")
-        return Site(reference, element(reference.split("/")[0] + rest))
-    resource = issue.resource or f"{document['resourceType']}/{document.get('id', '')}"
-    return Site(resource, element(issue.location))
 
 
 def reference_sites(run: Run, corpus: Path, case: Case) -> frozenset[Site]:
@@ -288,7 +233,7 @@ def agree(case: Case, ours: frozenset[Site], theirs: frozenset[Site]) -> bool:
 def test_reference_agrees_or_the_difference_is_known(
     case: Case, reference_run: Run, inputs: Inputs
 ) -> None:
-    ours = our_sites(case)
+    ours = our_sites(case.document(), keys=False)
     theirs = reference_sites(reference_run, inputs.corpus, case)
     known = KNOWN_DIFFERENCES.get(case.id)
     if known is None:
