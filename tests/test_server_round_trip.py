@@ -31,6 +31,13 @@ def run(*args: str):
     return result
 
 
+def pulled_back(base_url: str, study: Study, folder: Path) -> dict:
+    """Pull ``study`` from the server into ``folder``; the differences from the tables pushed."""
+    result = run("pull", "--server", base_url, "--study", study.info.study_id, "-o", str(folder))
+    assert result.exit_code == 0, result.output
+    return table_differences(study, read_study(folder))
+
+
 def counts_by_identifier(base_url: str, study_id: str) -> Counter:
     """How many resources of the study the server holds, per business identifier."""
     client = FhirClient(base_url)
@@ -87,17 +94,7 @@ def test_demo_round_trip(
             for line in lines
         )
 
-    pulled = run(
-        "pull",
-        "--server",
-        fhir_server.base_url,
-        "--study",
-        study.info.study_id,
-        "-o",
-        str(tmp_path / "out"),
-    )
-    assert pulled.exit_code == 0, pulled.output
-    assert table_differences(study, read_study(tmp_path / "out")) == {}
+    assert pulled_back(fhir_server.base_url, study, tmp_path / "out") == {}
 
     second = run(
         "push",
@@ -122,17 +119,7 @@ def test_larger_study_round_trip(fhir_server, demo_study: Study, tmp_path: Path)
     write_study(study, tmp_path / "in")
     result = run("push", str(tmp_path / "in"), "--server", fhir_server.base_url, "--chunk", "200")
     assert result.exit_code == 0, result.output
-    result = run(
-        "pull",
-        "--server",
-        fhir_server.base_url,
-        "--study",
-        study.info.study_id,
-        "-o",
-        str(tmp_path / "out"),
-    )
-    assert result.exit_code == 0, result.output
-    assert table_differences(study, read_study(tmp_path / "out")) == {}
+    assert pulled_back(fhir_server.base_url, study, tmp_path / "out") == {}
 
 
 def test_dry_run_reports_pending_changes(fhir_server, demo_study: Study, tmp_path: Path) -> None:
@@ -249,14 +236,4 @@ def test_batch_mode_round_trip(fhir_server, demo_study: Study, tmp_path: Path) -
     )
     assert result.exit_code == 0, result.output
     assert f"{len(list(study_to_fhir(study)))} created" in result.stderr
-    result = run(
-        "pull",
-        "--server",
-        fhir_server.base_url,
-        "--study",
-        study.info.study_id,
-        "-o",
-        str(tmp_path / "out"),
-    )
-    assert result.exit_code == 0, result.output
-    assert table_differences(study, read_study(tmp_path / "out")) == {}
+    assert pulled_back(fhir_server.base_url, study, tmp_path / "out") == {}

@@ -53,14 +53,7 @@ def _read_file(path: Path) -> Iterator[Document | Issue]:
     try:
         value = limits.loads(text, name)
     except json.JSONDecodeError as e:
-        yield Issue(
-            "fatal",
-            "structure",
-            f"is not valid JSON: {e.msg} (column {e.colno})",
-            "$this",
-            source=name,
-            line=e.lineno,
-        )
+        yield _not_json(e, name, e.lineno)
         return
     start = len(text) - len(text.lstrip(_WHITESPACE + "\ufeff"))
     entry_lines = None
@@ -92,14 +85,18 @@ def _read_ndjson(path: Path) -> Iterator[Document | Issue]:
             try:
                 yield Document(name, number, limits.loads(line, name, number))
             except json.JSONDecodeError as e:
-                yield Issue(
-                    "fatal",
-                    "structure",
-                    f"is not valid JSON: {e.msg} (column {e.colno})",
-                    "$this",
-                    source=name,
-                    line=number,
-                )
+                yield _not_json(e, name, number)
+
+
+def _not_json(error: json.JSONDecodeError, source: str, line: int) -> Issue:
+    return Issue(
+        "fatal",
+        "structure",
+        f"is not valid JSON: {error.msg} (column {error.colno})",
+        "$this",
+        source=source,
+        line=line,
+    )
 
 
 def _skip(text: str, at: int) -> int:
