@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from importlib import resources as package_files
 from itertools import chain
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import requests
+from click.core import ParameterSource
 from requests.auth import HTTPBasicAuth
 
 from fhir_admsc import __version__
@@ -39,6 +40,7 @@ from fhir_admsc.report import analyse, render_json, render_markdown, render_text
 from fhir_admsc.study import Study, StudyInfo
 from fhir_admsc.synth import write_synthetic_study
 from fhir_admsc.tables import TableNotGrouped, read_participant_groups, read_study, write_study
+from fhir_admsc.terminal import Progress, configure_logging
 from fhir_admsc.terminology import VISIT_ORDER
 from fhir_admsc.validation import reports
 from fhir_admsc.validation.issues import at_least
@@ -60,6 +62,10 @@ class _Failure(click.ClickException):
         self.exit_code = exit_code
 
 
+class _PipeClosed(Exception):
+    """The reader of stdout went away (``| head``): stop quietly."""
+
+
 class _Group(click.Group):
     """The command group; turns fhir-admsc errors into messages and exit codes, never tracebacks."""
 
@@ -68,6 +74,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            raise _PipeClosed from None
         except FhirAdmscError as e:
             raise _Failure(str(e), e.exit_code) from None
         except OSError as e:
@@ -79,14 +87,58 @@ class _Group(click.Group):
             ) from None
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fhir-admsc")
 def cli() -> None:
     """Move the data of an ADMSC cell-therapy study into and out of FHIR R4 systems."""
 
 
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int | bool) -> None:
+    ctx.meta[f"fhir_admsc.{param.name}"] = value
+    quiet = ctx.meta.get("fhir_admsc.quiet", False)
+    configure_logging(-1 if quiet else ctx.meta.get("fhir_admsc.verbose", 0))
+
+
+def output_options(command):
+    """-v/--verbose and -q/--quiet, which every command takes."""
+    command = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help="Print no summary; only errors.",
+    )(command)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help="Log requests, retries, token fetches and push chunks on stderr (-vv: more).",
+    )(command)
+
+
+def _to_stdout(text: str) -> None:
+    """Write ``text`` to stdout whole: a pipe whose reader goes away takes part of a large
+    write without an error, so write the rest until the pipe says it is closed."""
+    sys.stdout.flush()
+    rest = memoryview(text.encode())
+    while rest:
+        written = sys.stdout.buffer.write(rest)
+        rest = rest[len(rest) if written is None else written :]
+    sys.stdout.buffer.flush()
+
+
+def _summary(text: str) -> None:
+    """A command's closing summary on stderr, unless --quiet."""
+    if not click.get_current_context().meta.get("fhir_admsc.quiet"):
+        click.echo(text, err=True)
+
+
 @cli.command()
-@click.argument("study_dir", required=False, type=click.Path(path_type=Path))
+@output_options
+@click.argument("study_dir", required=False, type=click.Path(path_type=Path, exists=True))
 @click.option("--demo", is_flag=True, help="Export the bundled synthetic demo study.")
 @click.option(
     "-o",
@@ -109,53 +161,62 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     if fmt == "ndjson" and output is None:
         raise ConfigurationError("--format ndjson writes one file per resource type: give -o DIR")
     folder = demo_folder() if demo else study_dir
+    progress = Progress("exporting")
     if fmt == "ndjson":
-        study_id, count, files = _export_ndjson(folder, output)
+        with progress:
+            study_id, count, files = _export_ndjson(folder, output, progress)
         where = f"{files} NDJSON files in {output}"
     else:
+        progress.status(f"reading {folder}")
         study = read_study(folder)
-        study_id, counted = study.info.study_id, _Counted(study_to_fhir(study))
+        study_id, counted = study.info.study_id, _Counted(study_to_fhir(study), progress)
         gc.freeze()  # the study lives to the end: spare the collector from scanning it again
         try:
             text = bundle_text(counted, fmt, study_id)  # type: ignore[arg-type]
         finally:
             gc.unfreeze()
+            progress.close()
         count = counted.count
         if output is None:
-            sys.stdout.write(text)
+            _to_stdout(text)
             where = "stdout"
         else:
             write_atomic(output, text.encode())
             where = str(output)
-    click.echo(f"exported {count} resources of {study_id} to {where}", err=True)
+    _summary(f"exported {count} resources of {study_id} to {where}")
 
 
 class _Counted:
-    """An iterable that counts the items taken from it."""
+    """An iterable that counts the items taken from it, and shows the count as progress."""
 
-    def __init__(self, items: Iterable[Any]) -> None:
-        self.items, self.count = items, 0
+    def __init__(self, items: Iterable[Any], progress: Progress) -> None:
+        self.items, self.count, self.progress = items, 0, progress
 
     def __iter__(self) -> Iterator[Any]:
+        shown = self.progress if self.progress.active else None
         for item in self.items:
             self.count += 1
+            if shown:
+                shown(self.count)
             yield item
 
 
-def _export_ndjson(folder: Path, output: Path) -> tuple[str, int, int]:
+def _export_ndjson(folder: Path, output: Path, progress: Progress) -> tuple[str, int, int]:
     """Write the NDJSON files of a study folder participant by participant, so that memory does
     not grow with the study; a folder whose tables are not grouped by participant is read whole.
     Returns the study id, the number of resources and the number of files."""
     try:
         groups = read_participant_groups(folder)
-        return _write_ndjson(output, groups.info, groups)
+        return _write_ndjson(output, groups.info, groups, progress)
     except TableNotGrouped as e:
         click.echo(f"{e}: reading the whole study into memory", err=True)
         study = read_study(folder)
-        return _write_ndjson(output, study.info, [study])
+        return _write_ndjson(output, study.info, [study], progress)
 
 
-def _write_ndjson(output: Path, info: StudyInfo, studies: Iterable[Study]) -> tuple[str, int, int]:
+def _write_ndjson(
+    output: Path, info: StudyInfo, studies: Iterable[Study], progress: Progress
+) -> tuple[str, int, int]:
     """Write the study-level resources, then those of each study's rows, one NDJSON file per
     resource type; a resource goes to the part of its file of the mapping that made it, so the
     file lists them mapping by mapping, as for the whole study at once."""
@@ -167,11 +228,14 @@ def _write_ndjson(output: Path, info: StudyInfo, studies: Iterable[Study]) -> tu
             line = ndjson_line(resource) + "\n"
             staged.write(f"{resource['resourceType']}.ndjson", line.encode(), part)
             count += 1
+            if progress.active:
+                progress(count)
     return info.study_id, count, len(staged.names)
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@output_options
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
 @click.option(
     "--format",
     "fmt",
@@ -191,14 +255,15 @@ def _write_ndjson(output: Path, info: StudyInfo, studies: Iterable[Study]) -> tu
     "--ig",
     "igs",
     multiple=True,
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, exists=True),
     help="More conformance resources: a FHIR package (.tgz) or a folder (repeatable).",
 )
 @click.option(
     "--profile",
     "profiles",
     multiple=True,
-    help="Also validate every resource against this profile URL (repeatable).",
+    help="Also validate the resources of this profile's type against it (repeatable); "
+    "the profile must be in the project's package or an --ig.",
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 def validate(
@@ -210,15 +275,27 @@ def validate(
     output: Path | None,
 ) -> None:
     """Validate resources, Bundles or NDJSON against the project's profiles and FHIR R4, offline."""
-    issues, checked = validate_paths(paths, igs, profiles)
+    with Progress("validating") as progress:
+        issues, checked = validate_paths(
+            paths, igs, profiles, progress if progress.active else None
+        )
     report = reports.render(fmt, issues, checked)
     if output is None:
-        sys.stdout.write(report)
+        _to_stdout(report)
     else:
         write_atomic(output, report.encode())
-    click.echo(reports.summary(issues, checked), err=True)
+    if not (fmt == "text" and output is None and _same_stream(sys.stdout, sys.stderr)):
+        _summary(reports.summary(issues, checked))  # the text report ends with it already
     if at_least(issues, fail_on):
         sys.exit(ExitCode.INVALID_DATA)
+
+
+def _same_stream(one: Any, other: Any) -> bool:
+    """Whether two open streams write to the same file or terminal."""
+    try:
+        return os.path.sameopenfile(one.fileno(), other.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 @cli.group()
@@ -227,6 +304,7 @@ def profiles() -> None:
 
 
 @profiles.command("package")
+@output_options
 @click.option(
     "-o",
     "--output",
@@ -238,10 +316,11 @@ def profiles_package(output: Path) -> None:
     """Write the profiles as a FHIR NPM package that the HL7 validator, HAPI or SUSHI can load."""
     resources = load_resources()
     write_atomic(output, npm_package(resources))
-    click.echo(f"wrote {len(resources)} conformance resources to {output}", err=True)
+    _summary(f"wrote {len(resources)} conformance resources to {output}")
 
 
 @profiles.command("list")
+@output_options
 def profiles_list() -> None:
     """List the conformance resources: type, canonical URL and title."""
     for resource in load_resources():
@@ -358,6 +437,7 @@ def make_client(
 
 
 @cli.command()
+@output_options
 @click.argument("source", type=click.Path(path_type=Path, exists=True))
 @server_options
 @click.option(
@@ -449,8 +529,9 @@ def push(
     pusher = Pusher(client, match)  # type: ignore[arg-type]
     journal = Journal(report, resume=resume) if report is not None else None
     counts: Counter[str] = Counter()
+    done = 0
     try:
-        with _progress(resources.total) as advance:
+        with Progress("pushing", resources.total) as progress:
             for part in resources.chunks(chunk):
                 todo = journal.pending(part) if journal else part
                 counts["done before"] += len(part) - len(todo)
@@ -469,8 +550,8 @@ def push(
                         f"failed: {failure.resource} ({failure.identifier}): {failure.message}",
                         err=True,
                     )
-                if advance:
-                    advance(len(part))
+                done += len(part)
+                progress(done)
     except ServerError as e:
         if journal is None:
             raise
@@ -483,9 +564,8 @@ def push(
             journal.close()
     if journal:
         journal.finish()
-    click.echo(
-        ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n) or "nothing to push",
-        err=True,
+    _summary(
+        ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n) or "nothing to push"
     )
     if counts["failed"]:
         sys.exit(ExitCode.INVALID_DATA)
@@ -493,17 +573,8 @@ def push(
         sys.exit(ExitCode.CHANGES_PENDING)
 
 
-@contextmanager
-def _progress(total: int):
-    """A progress bar on stderr when it is a terminal; otherwise nothing."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    with click.progressbar(length=total, label="pushing", file=sys.stderr) as bar:
-        yield bar.update
-
-
 @cli.command()
+@output_options
 @server_options
 @click.option("--study", "study_id", required=True, help="The study_id of the study to pull.")
 @click.option(
@@ -583,10 +654,11 @@ def pull(
         )
     else:
         write_atomic(output, bundle_json(bundle(resources, fmt, study_id)).encode())
-    click.echo(f"pulled {len(resources)} resources of {study_id} to {output}", err=True)
+    _summary(f"pulled {len(resources)} resources of {study_id} to {output}")
 
 
 @cli.command()
+@output_options
 @click.argument("source", required=False, type=click.Path(path_type=Path, exists=True))
 @server_options(required=False)
 @click.option("--study", "study_id", help="With --server: the study_id to pull and report on.")
@@ -624,9 +696,16 @@ def report(
 ) -> None:
     """Recompute the study's outcome table from FHIR data: a Bundle, an NDJSON folder, a study
     folder (exported to FHIR first), or a server (--server with --study)."""
-    if (source is None) == (server["base_url"] is None):
-        raise ConfigurationError("give either SOURCE or --server with --study")
-    if source is not None:
+    from_environment = (
+        click.get_current_context().get_parameter_source("base_url") == ParameterSource.ENVIRONMENT
+    )
+    if source is not None and server["base_url"] is not None and not from_environment:
+        raise ConfigurationError("give either SOURCE or --server with --study, not both")
+    if source is None and server["base_url"] is None:
+        raise ConfigurationError("give SOURCE, or --server with --study")
+    progress = Progress("report")
+    if source is not None:  # an explicit SOURCE wins over FHIR_ADMSC_BASE_URL
+        progress.status(f"reading {source}")
         resources = read_resources(source)
     else:
         if not study_id:
@@ -635,20 +714,26 @@ def report(
         client.capabilities()
         resources = pull_study(client, study_id)
     # Through the reverse mappings: the report reads what the FHIR resources say, not the CSV.
-    study = study_from_fhir(resources)
-    table = analyse(study, baseline, followup)
-    if fmt == "html":
-        text = render_html(table, study)
-    else:
-        text = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt](table)
+    with progress:
+        progress.status(f"mapping {len(resources):,} resources back to the study tables")
+        study = study_from_fhir(resources)
+        progress.status(f"analysing {len(study.participants):,} participants")
+        table = analyse(study, baseline, followup)
+        if fmt == "html":
+            progress.status("drawing the figures")
+            text = render_html(table, study)
+        else:
+            render = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt]
+            text = render(table)
     if output is None:
-        sys.stdout.write(text)
+        _to_stdout(text)
     else:
         write_atomic(output, text.encode())
-        click.echo(f"wrote the {fmt} report to {output}", err=True)
+        _summary(f"wrote the {fmt} report to {output}")
 
 
 @cli.command()
+@output_options
 @click.option(
     "--participants",
     type=click.IntRange(min=1),
@@ -673,12 +758,21 @@ def report(
 @click.option("--force", is_flag=True, help="Replace the study files of a non-empty folder.")
 def synth(participants: int, seed: int, study_id: str | None, output: Path, force: bool) -> None:
     """Write a synthetic study folder of invented participants, of any size, for tests and demos."""
-    info = write_synthetic_study(output, participants, seed, study_id, force)
-    click.echo(
-        f"wrote {participants} synthetic participants of {info.study_id} to {output}", err=True
-    )
+    with Progress("synth", participants, unit="participants") as progress:
+        info = write_synthetic_study(
+            output, participants, seed, study_id, force, progress if progress.active else None
+        )
+    _summary(f"wrote {participants} synthetic participants of {info.study_id} to {output}")
 
 
 def main() -> None:
     """Console entry point."""
-    cli()
+    try:
+        try:
+            cli(prog_name="fhir-admsc")
+        finally:
+            sys.stdout.flush()  # here, so that a reader gone away is seen and not reported
+    except (BrokenPipeError, _PipeClosed):
+        # the reader of stdout (| head) has what it wanted: no traceback, no message
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(ExitCode.OK)

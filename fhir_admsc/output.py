@@ -10,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from fhir_admsc.errors import ConfigurationError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -44,7 +46,7 @@ class StagedFiles:
         self._parts: dict[str, dict[int, tuple[BinaryIO, str]]] = {}
 
     def __enter__(self) -> StagedFiles:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        output_folder(self.folder)
         return self
 
     def __exit__(
@@ -78,8 +80,13 @@ class StagedFiles:
         except BaseException:
             self._discard()
             raise
-        for temporary, target in staged:
-            os.replace(temporary, target)
+        for done, (temporary, target) in enumerate(staged):
+            try:
+                os.replace(temporary, target)
+            except BaseException:
+                for left, _ in staged[done:]:
+                    os.unlink(left)
+                raise
         for name in self.stale:
             if name not in self._parts and (self.folder / name).exists():
                 (self.folder / name).unlink()
@@ -106,9 +113,33 @@ class StagedFiles:
                     os.unlink(temporary)
 
 
+def output_folder(folder: Path) -> None:
+    """Make sure ``folder`` can take outputs: an existing folder, or a new one in an existing
+    folder (a missing parent is more likely a typo than a wish)."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise ConfigurationError(f"{folder}: is a file, not a folder: give a folder to write into")
+    parent = folder.absolute().parent
+    if not parent.is_dir():
+        raise ConfigurationError(
+            f"{folder}: the folder {parent} does not exist (create it first, or check the path)"
+        )
+    folder.mkdir()
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never half-written."""
-    write_files(Path(path).parent, {Path(path).name: data})
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half-written.
+    The folder it goes in must exist; ``path`` must not be a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigurationError(f"{path}: is a folder: give the name of a file to write")
+    if not path.absolute().parent.is_dir():
+        raise ConfigurationError(
+            f"{path}: the folder {path.absolute().parent} does not exist "
+            "(create it first, or check the path)"
+        )
+    write_files(path.parent, {path.name: data})
 
 
 def write_files(folder: str | Path, contents: dict[str, bytes], stale: Iterable[str] = ()) -> None:

@@ -338,11 +338,13 @@ class ImagingFinding(_Row):
 
 @dataclass(frozen=True)
 class Table:
-    """One CSV table of the study folder: its file, its row model and its attribute on Study."""
+    """One CSV table of the study folder: its file, its row model, its attribute on Study, and
+    whether every study folder must have it (the others may be absent when they have no rows)."""
 
     file: str
     model: type[_Row]
     attribute: str
+    required: bool = False
 
     @property
     def columns(self) -> list[str]:
@@ -350,7 +352,7 @@ class Table:
 
 
 TABLES = [
-    Table("participants.csv", Participant, "participants"),
+    Table("participants.csv", Participant, "participants", required=True),
     Table("visits.csv", Visit, "visits"),
     Table("procedures.csv", Procedure, "procedures"),
     Table("outcomes.csv", Outcome, "outcomes"),

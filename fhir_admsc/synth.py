@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -117,9 +117,11 @@ def write_synthetic_study(
     seed: int,
     study_id: str | None = None,
     force: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> StudyInfo:
     """Write a synthetic study folder atomically, row by row; refuse a non-empty folder unless
-    ``force`` (then only its study files are replaced)."""
+    ``force`` (then only its study files are replaced). ``progress`` is told how many
+    participants are done."""
     folder = Path(folder)
     if not force and folder.is_dir() and any(folder.iterdir()):
         raise ConfigurationError(
@@ -127,11 +129,13 @@ def write_synthetic_study(
         )
     synthesis = _Synthesis(participants, seed, study_id)
     texts = {table.attribute: CsvText(table) for table in TABLES}
-    for rows in synthesis.participants():
+    for done, rows in enumerate(synthesis.participants(), start=1):
         for attribute, table_rows in rows.items():
             text = texts[attribute]
             for row in table_rows:
                 text.add([cell_text(row.get(column)) for column in text.columns])
+        if progress:
+            progress(done)
     info = synthesis.info()
     contents = {STUDY_FILE: study_info_json(info).encode()}
     for table in TABLES:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
@@ -146,7 +149,8 @@ def test_broken_json_is_reported_not_raised(tmp_path: Path) -> None:
 
 def test_missing_input_and_bad_option(tmp_path: Path) -> None:
     result = run("validate", str(tmp_path / "nope.json"))
-    assert result.exit_code == 1 and "no such file or folder" in result.stdout
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"'{tmp_path / 'nope.json'}' does not exist" in result.stderr
     assert run("validate", "--format", "html", str(tmp_path)).exit_code == 2
     assert run("validate", "--ig", str(tmp_path / "nope.tgz"), str(tmp_path)).exit_code == 2
 
@@ -156,3 +160,71 @@ def test_report_to_file(ndjson: Path) -> None:
     assert result.exit_code == 1 and result.stdout == ""
     outcome = json.loads(Path("out.json").read_text())
     assert outcome["resourceType"] == "OperationOutcome" and len(outcome["issue"]) == 2
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda p: p.mkdir(), id="empty-folder"),
+        pytest.param(lambda p: p.write_text(""), id="empty-ndjson"),
+        pytest.param(lambda p: p.write_text("\n\n"), id="blank-ndjson"),
+    ],
+)
+def test_nothing_to_check_is_an_error(make, tmp_path: Path) -> None:
+    """A CI job whose artefact is missing or empty must not go green."""
+    path = tmp_path / "artefact.ndjson"
+    make(path)
+    result = run("validate", str(path))
+    assert result.exit_code == 1
+    assert f"fatal: $this: no resources found in {path}" in result.stdout
+    junit = run("validate", str(path), "--format", "junit")
+    assert junit.exit_code == 1 and 'failures="1"' in junit.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "demo.json"
+    assert run("export", "--demo", "-o", str(path)).exit_code == 0
+    return path
+
+
+PROFILES = "https://fhir-admsc.org/fhir/StructureDefinition/"
+
+
+def test_a_named_profile_applies_to_the_resources_of_its_type(demo_bundle: Path) -> None:
+    patients = run("validate", str(demo_bundle), "--profile", PROFILES + "admsc-patient")
+    assert patients.exit_code == 0, patients.stdout
+    assert "0 errors" in patients.stderr
+    pain = run("validate", str(demo_bundle), "--profile", PROFILES + "admsc-nprs-average")
+    assert pain.exit_code == 1
+    errors = [line for line in pain.stdout.splitlines() if ": error: " in line]
+    assert errors
+    # only Observations that are not average pain scores are held to the profile
+    assert all("/*Observation/" in line for line in errors)
+    assert not any("/*Observation/" not in line and "Bundle.entry" in line for line in errors)
+
+
+def test_an_unknown_profile_url_is_one_usage_error(demo_bundle: Path) -> None:
+    url = "https://example.org/StructureDefinition/nowhere"
+    result = run("validate", str(demo_bundle), "--profile", url)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.count(url) == 1
+    assert "no loaded package defines this profile" in result.stderr
+
+
+def test_junit_counts_the_test_cases_it_holds(ndjson: Path) -> None:
+    suite = ElementTree.fromstring(run("validate", str(ndjson), "--format", "junit").stdout)
+    cases = suite.findall("testcase")
+    assert int(suite.get("tests")) == len(cases) == 3
+    assert int(suite.get("failures")) == len([c for c in cases if c.find("failure") is not None])
+
+
+def test_the_summary_is_shown_once_when_stdout_and_stderr_are_one_terminal(ndjson: Path) -> None:
+    command = [sys.executable, "-c", "from fhir_admsc.cli import main; main()"]
+    together = subprocess.run(
+        [*command, "validate", str(ndjson)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert together.returncode == 1
+    assert together.stdout.decode().count("3 resources checked") == 1
+    apart = subprocess.run([*command, "validate", str(ndjson)], capture_output=True, text=True)
+    assert "3 resources checked" in apart.stdout and "3 resources checked" in apart.stderr

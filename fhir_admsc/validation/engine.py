@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from fhir_admsc import terminology as term
+from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.terminology import CORE_EXTENSION_CONTEXTS
 from fhir_admsc.validation import definitions
 from fhir_admsc.validation.catalog import Catalog
@@ -93,12 +94,28 @@ def _type_suffix(code: str) -> str:
     return code[0].upper() + code[1:]
 
 
+def profile_type(catalog: Catalog, url: str) -> str:
+    """The type a profile constrains; ConfigurationError when no loaded package defines ``url``."""
+    sd = catalog.structure(url)
+    if sd is not None and isinstance(sd.get("type"), str):
+        return sd["type"]
+    if catalog.is_base_definition(url):
+        return url.split("|")[0].rsplit("/", 1)[-1]
+    raise ConfigurationError(
+        f"--profile {url}: no loaded package defines this profile "
+        "(give the package that does with --ig)"
+    )
+
+
 class Validator:
     """Checks resources against the R4 base and the profiles of a Catalog."""
 
     def __init__(self, catalog: Catalog, profiles: Iterable[str] = ()) -> None:
         self.catalog = catalog
-        self.extra_profiles = list(profiles)
+        # As the HL7 validator's -profile: a named profile applies to the resources of its type.
+        self.extra_profiles: dict[str, list[str]] = {}
+        for url in profiles:
+            self.extra_profiles.setdefault(profile_type(catalog, url), []).append(url)
         self._seen: dict[tuple[str, str], tuple[tuple[str, str, str, str, str], ...]] = {}
         self._free: dict[str, bool] = {}
         Evaluation.member_of = self._member_of
@@ -122,7 +139,8 @@ class Validator:
         profiles = meta.get("profile") if isinstance(meta, dict) else None
         # a malformed meta or profile is reported by the walk; only well-formed claims are checked
         claimed = [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
-        for url in [*claimed, *(p for p in self.extra_profiles if p not in claimed)]:
+        named = self.extra_profiles.get(kind, ())
+        for url in [*claimed, *(p for p in named if p not in claimed)]:
             self._profile(ctx, url, [Node(resource, kind)], kind)
         return ctx.issues
 

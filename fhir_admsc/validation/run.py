@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 from fhir_admsc import terminology as term
 from fhir_admsc.validation import definitions
 from fhir_admsc.validation.catalog import Catalog, load_ig, project_catalog
-from fhir_admsc.validation.engine import Validator, reference_of
+from fhir_admsc.validation.engine import Validator, profile_type, reference_of
 from fhir_admsc.validation.fhirpath import Resolver
 from fhir_admsc.validation.inputs import Document, read_documents
 from fhir_admsc.validation.issues import Issue
@@ -46,23 +46,36 @@ def catalog_for(igs: Iterable[Path] = ()) -> Catalog:
 
 
 def validate_paths(
-    paths: Iterable[Path], igs: Iterable[Path] = (), profiles: Iterable[str] = ()
+    paths: Iterable[Path],
+    igs: Iterable[Path] = (),
+    profiles: Iterable[str] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[list[Issue], int]:
     """Validate every resource in ``paths``; returns the issues and how many resources were read.
 
     NDJSON inputs are streamed (see ``_validate_stream``); Bundles and JSON files are read whole.
+    Inputs without a single resource are a fatal issue: a missing artefact never passes. A
+    ``profiles`` URL that no loaded package defines raises ConfigurationError before any reading.
+    ``progress`` is told how many resources have been checked so far.
     """
     paths = [Path(p) for p in paths]
     catalog = catalog_for(igs)
+    for url in profiles:
+        profile_type(catalog, url)
     if paths and all(_ndjson_only(p) for p in paths):
-        return _validate_stream(paths, catalog, profiles)
-    documents: list[Document] = []
-    issues: list[Issue] = []
-    for path in paths:
-        for item in read_documents(path):
-            (issues if isinstance(item, Issue) else documents).append(item)
-    found, checked = validate_documents(documents, catalog, profiles)
-    return issues + found, checked
+        issues, checked = _validate_stream(paths, catalog, profiles, progress)
+    else:
+        documents: list[Document] = []
+        issues = []
+        for path in paths:
+            for item in read_documents(path):
+                (issues if isinstance(item, Issue) else documents).append(item)
+        found, checked = validate_documents(documents, catalog, profiles, progress)
+        issues += found
+    if checked == 0:
+        where = ", ".join(str(p) for p in paths)
+        issues.append(Issue("fatal", "not-found", f"no resources found in {where}", "$this"))
+    return issues, checked
 
 
 def _ndjson_only(path: Path) -> bool:
@@ -75,7 +88,10 @@ def _ndjson_only(path: Path) -> bool:
 
 
 def _validate_stream(
-    paths: list[Path], catalog: Catalog, profiles: Iterable[str]
+    paths: list[Path],
+    catalog: Catalog,
+    profiles: Iterable[str],
+    progress: Callable[[int], None] | None,
 ) -> tuple[list[Issue], int]:
     """Validate NDJSON one line at a time, in two passes, so that memory does not grow with the
     number of resources: the first keeps only the resources that rules look up in others (those
@@ -104,6 +120,8 @@ def _validate_stream(
                 issues.extend(_check(validator, item, resolver))
                 issues.extend(_study_rule(item, first))
                 checked += bool(item.prefix or not _is_bundle(item.resource))
+            if progress:
+                progress(checked)
             if _is_bundle(document.value):
                 issues.extend(_bundle_rules(document))
     return issues, checked
@@ -136,7 +154,10 @@ def validate_resources(
 
 
 def validate_documents(
-    documents: list[Document], catalog: Catalog, profiles: Iterable[str] = ()
+    documents: list[Document],
+    catalog: Catalog,
+    profiles: Iterable[str] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[list[Issue], int]:
     validator = Validator(catalog, profiles)
     items = list(_checked(documents))
@@ -144,8 +165,10 @@ def validate_documents(
         {ref: c.resource for c in items if (ref := reference_of(c.resource)) is not None}
     )
     issues: list[Issue] = []
-    for item in items:
+    for done, item in enumerate(items, start=1):
         issues.extend(_check(validator, item, resolver))
+        if progress:
+            progress(done)
     for document in documents:
         if _is_bundle(document.value):
             issues.extend(_bundle_rules(document))
