@@ -3,6 +3,7 @@ the token cached until it expires and fetched anew when the server says 401."""
 
 from __future__ import annotations
 
+import logging
 import stat
 import time
 import uuid
@@ -15,7 +16,10 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from fhir_admsc.client import ANSWERED
 from fhir_admsc.errors import ConfigurationError, ServerError
+
+log = logging.getLogger(__name__)
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EARLY = 30  # seconds before expiry at which a cached token is renewed
@@ -98,6 +102,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
         if self.token_url:
             return self.token_url
         url = urljoin(self.base_url, ".well-known/smart-configuration")
+        started = time.monotonic()
         try:
             response = requests.get(
                 url,
@@ -105,6 +110,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
                 timeout=self.timeout,
                 verify=self.verify,
             )
+            log.info(ANSWERED, "GET", url, response.status_code, time.monotonic() - started)
             response.raise_for_status()
             endpoint = response.json().get("token_endpoint")
         except (requests.RequestException, ValueError) as e:
@@ -114,6 +120,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
             ) from None
         if not isinstance(endpoint, str):
             raise ServerError(f"{url} names no token_endpoint; give --token-url")
+        log.info("the SMART configuration names the token endpoint %s", endpoint)
         self.token_url = endpoint
         return endpoint
 
@@ -138,6 +145,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": self.assertion(token_url),
         }
+        started = time.monotonic()
         try:
             response = requests.post(
                 token_url,
@@ -148,6 +156,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
             )
         except requests.RequestException as e:
             raise ServerError(f"POST {token_url}: {e.__class__.__name__}") from None
+        log.info(ANSWERED, "POST", token_url, response.status_code, time.monotonic() - started)
         if response.status_code != 200:
             detail = ""
             try:
@@ -162,5 +171,12 @@ class SmartBackendAuth(requests.auth.AuthBase):
         body = response.json()
         if not isinstance(body.get("access_token"), str):
             raise ServerError(f"POST {token_url}: the answer has no access_token")
+        lifetime = float(body.get("expires_in", 300))
         self._token = body["access_token"]
-        self._expires = self.clock() + float(body.get("expires_in", 300))
+        self._expires = self.clock() + lifetime
+        log.info(
+            "access token received from %s for scopes '%s', valid for %g s",
+            token_url,
+            body.get("scope") or self.scopes,
+            lifetime,
+        )

@@ -7,7 +7,9 @@ the export is incomplete, so the pull fails (``ServerError``, exit 4); other iss
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -16,12 +18,20 @@ from typing import Any
 from urllib.parse import quote
 
 from fhir_admsc import limits
-from fhir_admsc.client import FhirClient, RejectedError, outcome_text, retry_after_seconds
-from fhir_admsc.errors import InvalidDataError, Problem, ServerError
+from fhir_admsc.client import (
+    FhirClient,
+    RejectedError,
+    answer_json,
+    outcome_text,
+    retry_after_seconds,
+)
+from fhir_admsc.errors import InvalidDataError, ServerError
 from fhir_admsc.fhir import FHIR_JSON
 from fhir_admsc.pull import (
     PARTICIPANT_TYPES,
     STUDY_TYPES,
+    Progress,
+    Received,
     collect_study,
     find_study,
     in_study,
@@ -30,6 +40,8 @@ from fhir_admsc.pull import (
     search_candidates,
     the_study,
 )
+
+log = logging.getLogger(__name__)
 
 NDJSON = "application/fhir+ndjson"
 # R4's Patient compartment holds every participant type but BiologicallyDerivedProduct, and a
@@ -113,6 +125,11 @@ class BulkExport:
                 "answer (202 Accepted with a Content-Location)"
             )
         self.status_url = self.client.url(location)
+        log.info(
+            "export of %s kicked off; its status is at %s",
+            ", ".join(self.types),
+            self.client.shown(self.status_url),
+        )
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -120,9 +137,9 @@ class BulkExport:
             self.client.request("DELETE", self.status_url)
         except RejectedError as e:
             if e.status != 404:  # HAPI answers 404 to the DELETE of a finished job: nothing to do
-                self.notify(f"warning: could not delete the export job: {e}")
+                log.warning("could not delete the export job: %s", e)
         except ServerError as e:
-            self.notify(f"warning: could not delete the export job: {e}")
+            log.warning("could not delete the export job: %s", e)
 
     def manifest(self) -> Manifest:
         """Poll the status URL until the export is done (Retry-After honoured up to the cap)."""
@@ -140,6 +157,7 @@ class BulkExport:
             wait = retry_after_seconds(header, backoff) if header else backoff
             backoff = min(backoff * 2, self.poll_interval_max)
             wait = min(max(wait, 0.0), self.poll_interval_max)
+            log.info("export: %s; next status check in %s s", progress, f"{round(wait, 1):g}")
             if self.clock() + wait > deadline:
                 raise ServerError(
                     f"{self.status_url}: the export was not done within {self.timeout:g} s "
@@ -150,45 +168,58 @@ class BulkExport:
             raise ServerError(
                 f"GET {self.status_url}: HTTP {response.status_code} is no export status answer"
             )
-        try:
-            body = limits.loads(response.content, self.status_url)
-        except json.JSONDecodeError:
-            body = None
-        return Manifest.from_json(body, self.status_url)
-
-    def resources(self, file: ExportFile, manifest: Manifest) -> Iterator[dict[str, Any]]:
-        """The resources of one output or error file, parsed line by line as they arrive."""
-        lines = self.client.lines(
-            file.url, authenticated=manifest.requires_access_token, accept=NDJSON
+        shown = self.client.shown(self.status_url)
+        manifest = Manifest.from_json(answer_json("GET", shown, response), shown)
+        log.info(
+            "export done: %d output files, %d error files",
+            len(manifest.output),
+            len(manifest.error),
         )
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                resource = limits.loads(line, file.url, number)
-            except json.JSONDecodeError as e:
-                raise InvalidDataError(
-                    [Problem(file.url, f"is not valid NDJSON: {e.msg}", number)]
-                ) from None
-            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-                raise InvalidDataError([Problem(file.url, "holds no FHIR resource", number)])
-            yield resource
+        return manifest
+
+    def resources(self, file: ExportFile, manifest: Manifest) -> Iterator[list[dict[str, Any]]]:
+        """The resources of one output or error file, a downloaded chunk at a time, parsed as
+        they arrive; a line that is no resource is a ServerError (the export is at fault)."""
+        shown = self.client.shown(file.url)
+        read = 0  # lines before this chunk's
+        for lines in self.client.lines(
+            file.url, authenticated=manifest.requires_access_token, accept=NDJSON
+        ):
+            yield [
+                _resource(line, shown, number)
+                for number, line in enumerate(lines, read + 1)
+                if line.strip()
+            ]
+            read += len(lines)
 
     def check_errors(self, manifest: Manifest) -> None:
-        """Read the error files: warnings go to ``notify``, errors fail the export."""
+        """Read the error files: warnings are logged, errors fail the export."""
         failures = []
         for file in manifest.error:
-            for outcome in self.resources(file, manifest):
+            for outcome in itertools.chain.from_iterable(self.resources(file, manifest)):
                 text = outcome_text(outcome) or json.dumps(outcome)
                 if FAILING & {i.get("severity") for i in outcome.get("issue", [])}:
                     failures.append(text)
                 else:
-                    self.notify(f"warning: the export reports: {text}")
+                    log.warning("the export reports: %s", text)
         if failures:
             raise ServerError(
                 f"the export at {self.status_url} is incomplete, it reports "
                 f"{len(failures)} error{'s' if len(failures) > 1 else ''}: " + "; ".join(failures)
             )
+
+
+def _resource(line: bytes, url: str, number: int) -> dict[str, Any]:
+    """The resource on line ``number`` of an export file."""
+    try:
+        resource = limits.loads(line, url, number)
+    except json.JSONDecodeError as e:
+        raise ServerError(f"GET {url}: line {number} is not valid NDJSON: {e.msg}") from None
+    except InvalidDataError as e:
+        raise ServerError(f"GET {url}: line {number} {e.problems[0].message}") from None
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise ServerError(f"GET {url}: line {number} holds no FHIR resource")
+    return resource
 
 
 def bulk_pull_study(
@@ -199,10 +230,14 @@ def bulk_pull_study(
     poll_interval_max: float = 10.0,
     timeout: float = 3600.0,
     notify: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[dict[str, Any]]:
     """Every resource of the study, as ``pull_study`` finds them, out of a system-level export
-    (or one of ``group``), which holds every study's resources."""
+    (or one of ``group``), which holds every study's resources; ``notify`` is told the export's
+    status at each poll, ``progress`` the number of resources received so far after each
+    downloaded chunk."""
+    received = Received(progress)
     kept: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with BulkExport(
         client,
@@ -217,18 +252,27 @@ def bulk_pull_study(
         export.check_errors(manifest)
         delivered = {file.type for file in manifest.output}
         for file in manifest.output:
-            for resource in export.resources(file, manifest):
-                # other studies' participant data is dropped as it arrives; studies, sponsors and
-                # sites are few, and which are ours is known once the study is
-                if resource["resourceType"] not in PARTICIPANT_TYPES or in_study(
-                    resource, study_id
-                ):
-                    kept[resource["resourceType"]].append(resource)
+            before = received.count
+            for part in export.resources(file, manifest):
+                for resource in part:
+                    # other studies' participant data is dropped as it arrives; studies,
+                    # sponsors and sites are few, and which are ours is known once the study is
+                    if resource["resourceType"] not in PARTICIPANT_TYPES or in_study(
+                        resource, study_id
+                    ):
+                        kept[resource["resourceType"]].append(resource)
+                received(len(part))
+            log.info(
+                "downloaded %d resources of %s from %s",
+                received.count - before,
+                file.type or "no stated type",
+                client.shown(file.url),
+            )
     exported = {f"{r['resourceType']}/{r['id']}": r for rs in kept.values() for r in rs}
 
     def read(reference: str) -> dict[str, Any]:
         found = exported.get(reference_key(reference))
-        return found if found is not None else read_reference(client, reference)
+        return found if found is not None else read_reference(client, received, reference)
 
     def candidates(
         resource_type: str, collected: dict[str, dict[str, Any]]
@@ -237,11 +281,11 @@ def bulk_pull_study(
             return kept[resource_type]
         # sekmet leaves ResearchSubject and AdverseEvent out of a Group's export: a type the
         # export has no file of is searched for, as a pull without --bulk does
-        return search_candidates(client, resource_type, collected)
+        return search_candidates(client, received, resource_type, collected)
 
     study = (
-        find_study(client, study_id)
+        find_study(client, study_id, received)
         if group
-        else the_study(kept["ResearchStudy"], study_id, client.url("$export"))
+        else the_study(kept["ResearchStudy"], study_id, client.given_url)
     )
     return collect_study(study, study_id, read, candidates)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,13 +75,14 @@ def ndjson_files(resources: Iterable[dict[str, Any]]) -> dict[str, str]:
     return {f"{t}.ndjson": "\n".join(rows) + "\n" for t, rows in sorted(lines.items())}
 
 
-def read_resources(path: Path) -> list[dict[str, Any]]:
-    """The resources of a Bundle file, an NDJSON file or folder, or a study folder."""
+def read_resources(path: Path, notify: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """The resources of a Bundle file, an NDJSON file or folder, or a study folder (``notify``
+    is told of the files in a study folder that are not read)."""
     if path.is_dir() and (path / "study.json").exists():
         from fhir_admsc.mappings import study_to_fhir
         from fhir_admsc.tables import read_study
 
-        return list(study_to_fhir(read_study(path)))
+        return list(study_to_fhir(read_study(path, notify)))
     files = sorted(path.glob("*.ndjson")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise InvalidDataError(

@@ -30,7 +30,14 @@ from fhir_admsc.bundle import (
 )
 from fhir_admsc.client import BearerToken, FhirClient, RetryPolicy
 from fhir_admsc.conformance import load_resources, npm_package
-from fhir_admsc.errors import ConfigurationError, ExitCode, FhirAdmscError, ServerError
+from fhir_admsc.contract import DEFAULT_STUDY_ID, PAGE, write_template
+from fhir_admsc.errors import (
+    ConfigurationError,
+    ExitCode,
+    FhirAdmscError,
+    InvalidDataError,
+    ServerError,
+)
 from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
 from fhir_admsc.output import StagedFiles, write_atomic, write_files
 from fhir_admsc.plots import render_html
@@ -76,6 +83,8 @@ class _Group(click.Group):
             raise
         except BrokenPipeError:
             raise _PipeClosed from None
+        except InvalidDataError as e:
+            raise _Failure(_data_problems(e, ctx.meta.get(_ALL_ERRORS)), e.exit_code) from None
         except FhirAdmscError as e:
             raise _Failure(str(e), e.exit_code) from None
         except OSError as e:
@@ -119,6 +128,39 @@ def output_options(command):
     )(command)
 
 
+_ALL_ERRORS = "fhir_admsc.all_errors"
+
+
+def _set_all_errors(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    ctx.meta[_ALL_ERRORS] = value
+
+
+def all_errors_option(command):
+    """--all-errors, which the commands that read a study folder take."""
+    return click.option(
+        "--all-errors",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_all_errors,
+        help="List every problem in the study data, not the first rows of each kind.",
+    )(command)
+
+
+def _data_problems(error: InvalidDataError, all_errors: bool | None) -> str:
+    """The problems of invalid data: all of them with --all-errors, else a few rows of each
+    kind and, when rows were left out, how to see them (None: the command has no such flag)."""
+    if all_errors:
+        return error.render(None)
+    if all_errors is None or not error.hidden():
+        return str(error)
+    return f"{error}\nrun again with --all-errors to list all {len(error.problems)} problems"
+
+
+def _warning(message: str) -> None:
+    """A warning of the library on stderr."""
+    click.echo(f"warning: {message}", err=True)
+
+
 def _to_stdout(text: str) -> None:
     """Write ``text`` to stdout whole: a pipe whose reader goes away takes part of a large
     write without an error, so write the rest until the pipe says it is closed."""
@@ -130,6 +172,22 @@ def _to_stdout(text: str) -> None:
     sys.stdout.buffer.flush()
 
 
+def _drawn(progress: Progress) -> Progress | None:
+    """``progress`` where it is drawn (a terminal), else None: nothing to call."""
+    return progress if progress.active else None
+
+
+def _poll_notice(progress: Progress):
+    """How a long wait's news (a bulk export's status) is shown: on the progress line on a
+    terminal; otherwise a line on stderr, unless -q, or -v whose log already says it."""
+    meta = click.get_current_context().meta
+    if progress.active:
+        return progress.status
+    if meta.get("fhir_admsc.quiet") or meta.get("fhir_admsc.verbose"):
+        return None
+    return lambda message: click.echo(message, err=True)
+
+
 def _summary(text: str) -> None:
     """A command's closing summary on stderr, unless --quiet."""
     if not click.get_current_context().meta.get("fhir_admsc.quiet"):
@@ -138,6 +196,7 @@ def _summary(text: str) -> None:
 
 @cli.command()
 @output_options
+@all_errors_option
 @click.argument("study_dir", required=False, type=click.Path(path_type=Path, exists=True))
 @click.option("--demo", is_flag=True, help="Export the bundled synthetic demo study.")
 @click.option(
@@ -168,7 +227,7 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
         where = f"{files} NDJSON files in {output}"
     else:
         progress.status(f"reading {folder}")
-        study = read_study(folder)
+        study = read_study(folder, notify=_warning)
         study_id, counted = study.info.study_id, _Counted(study_to_fhir(study), progress)
         gc.freeze()  # the study lives to the end: spare the collector from scanning it again
         try:
@@ -206,11 +265,11 @@ def _export_ndjson(folder: Path, output: Path, progress: Progress) -> tuple[str,
     not grow with the study; a folder whose tables are not grouped by participant is read whole.
     Returns the study id, the number of resources and the number of files."""
     try:
-        groups = read_participant_groups(folder)
+        groups = read_participant_groups(folder, notify=_warning)
         return _write_ndjson(output, groups.info, groups, progress)
     except TableNotGrouped as e:
         click.echo(f"{e}: reading the whole study into memory", err=True)
-        study = read_study(folder)
+        study = read_study(folder)  # its warnings were given by read_participant_groups
         return _write_ndjson(output, study.info, [study], progress)
 
 
@@ -438,6 +497,7 @@ def make_client(
 
 @cli.command()
 @output_options
+@all_errors_option
 @click.argument("source", type=click.Path(path_type=Path, exists=True))
 @server_options
 @click.option(
@@ -512,7 +572,7 @@ def push(
         raise ConfigurationError("--resume needs --report: the report of the run to continue")
     if resume and dry_run:
         raise ConfigurationError("a dry run sends nothing, so there is nothing to resume")
-    resources = Source(source)
+    resources = Source(source, notify=_warning)
     client = make_client(**server)
     client.retry = RetryPolicy(attempts=retries + 1, max_wait=retry_wait)
     capabilities = client.capabilities()
@@ -627,22 +687,26 @@ def pull(
         raise ConfigurationError("--group needs --bulk")
     client = make_client(**server)
     capabilities = client.capabilities()
+    progress = Progress("pulling")
     if not bulk:
-        resources = pull_study(client, study_id)
+        with progress:
+            resources = pull_study(client, study_id, progress=_drawn(progress))
     elif not (capabilities.group_export if group else capabilities.bulk_export):
         raise ConfigurationError(
             f"the server's CapabilityStatement declares no {'Group' if group else 'system'}-level "
             "$export operation: pull without --bulk"
         )
     else:
-        resources = bulk_pull_study(
-            client,
-            study_id,
-            group=group,
-            poll_interval_max=poll_interval_max,
-            timeout=bulk_timeout,
-            notify=lambda message: click.echo(message, err=True),
-        )
+        with progress:
+            resources = bulk_pull_study(
+                client,
+                study_id,
+                group=group,
+                poll_interval_max=poll_interval_max,
+                timeout=bulk_timeout,
+                notify=_poll_notice(progress),
+                progress=_drawn(progress),
+            )
     if fmt == "study":
         write_study(study_from_fhir(resources), output)
     elif fmt == "ndjson":
@@ -659,6 +723,7 @@ def pull(
 
 @cli.command()
 @output_options
+@all_errors_option
 @click.argument("source", required=False, type=click.Path(path_type=Path, exists=True))
 @server_options(required=False)
 @click.option("--study", "study_id", help="With --server: the study_id to pull and report on.")
@@ -706,13 +771,14 @@ def report(
     progress = Progress("report")
     if source is not None:  # an explicit SOURCE wins over FHIR_ADMSC_BASE_URL
         progress.status(f"reading {source}")
-        resources = read_resources(source)
+        resources = read_resources(source, notify=_warning)
     else:
         if not study_id:
             raise ConfigurationError("--server needs --study STUDY_ID")
         client = make_client(**server)
         client.capabilities()
-        resources = pull_study(client, study_id)
+        with Progress("pulling") as pulling:
+            resources = pull_study(client, study_id, progress=_drawn(pulling))
     # Through the reverse mappings: the report reads what the FHIR resources say, not the CSV.
     with progress:
         progress.status(f"mapping {len(resources):,} resources back to the study tables")
@@ -732,6 +798,20 @@ def report(
         _summary(f"wrote the {fmt} report to {output}")
 
 
+def study_folder_output(command):
+    """-o DIR and --force, which the commands that write a new study folder take."""
+    command = click.option(
+        "--force", is_flag=True, help="Replace the study files of a non-empty folder."
+    )(command)
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(path_type=Path, file_okay=False),
+        required=True,
+        help="The study folder to write (new or empty).",
+    )(command)
+
+
 @cli.command()
 @output_options
 @click.option(
@@ -748,14 +828,7 @@ def report(
     help="The random seed: the same seed and size give the same folder, byte for byte.",
 )
 @click.option("--study-id", help="The study_id of study.json. Default: ADMSC-SYN-<seed>.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="The study folder to write (new or empty).",
-)
-@click.option("--force", is_flag=True, help="Replace the study files of a non-empty folder.")
+@study_folder_output
 def synth(participants: int, seed: int, study_id: str | None, output: Path, force: bool) -> None:
     """Write a synthetic study folder of invented participants, of any size, for tests and demos."""
     with Progress("synth", participants, unit="participants") as progress:
@@ -763,6 +836,25 @@ def synth(participants: int, seed: int, study_id: str | None, output: Path, forc
             output, participants, seed, study_id, force, progress if progress.active else None
         )
     _summary(f"wrote {participants} synthetic participants of {info.study_id} to {output}")
+
+
+@cli.command()
+@output_options
+@study_folder_output
+@click.option(
+    "--study-id",
+    default=DEFAULT_STUDY_ID,
+    show_default=True,
+    help="The study_id of study.json: the namespace of every identifier of the study.",
+)
+def template(output: Path, study_id: str, force: bool) -> None:
+    """Write an empty study folder to fill in: study.json with placeholders to replace and every
+    table with its header row."""
+    files = write_template(output, study_id, force)
+    _summary(
+        f"wrote an empty study folder to {output} (study.json and {len(files) - 1} tables); "
+        f"what goes in each file and column: {PAGE} in the fhir-admsc sources"
+    )
 
 
 def main() -> None:

@@ -1,15 +1,19 @@
 """A FHIR R4 REST client over one ``requests.Session``: auth, timeouts, retries, paging.
 
 It knows nothing of the study: resources in, resources out. Every failure is a ``ServerError``
-(unreachable, authentication, server fault: exit 4) or a ``RejectedError`` (the server refused
-the data: exit 1), carrying the status, the URL and the server's OperationOutcome text.
+(unreachable, authentication, server fault, no FHIR server at the URL: exit 4) or a
+``RejectedError`` (the server refused the data: exit 1), carrying the status, the URL and the
+server's OperationOutcome text. Each answer is logged at INFO (method, URL, status, seconds) and
+each retry at WARNING while it waits; URLs are shown as the user gave them, never a credential.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -22,14 +26,24 @@ from fhir_admsc.errors import (
     ExitCode,
     FhirAdmscError,
     InvalidDataError,
-    Problem,
     ServerError,
 )
 from fhir_admsc.fhir import FHIR_JSON
 
+log = logging.getLogger(__name__)
+
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+# How each answer is logged: method, URL, status, seconds.
+ANSWERED = "%s %s -> %s in %.2f s"
+# The operating system's reasons for a failed connection, as a user reads them.
+_OS_CAUSES: list[tuple[type[BaseException], str]] = [
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+    (ConnectionAbortedError, "connection aborted"),
+    (socket.gaierror, "host not found"),
+]
 
 
 class RejectedError(FhirAdmscError):
@@ -163,6 +177,7 @@ class FhirClient:
                 f"--server {base_url} is plain http to a non-loopback host: "
                 "use https, or --allow-http if you really mean it"
             )
+        self.given_url = base_url  # as the user gave it: messages name it so
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -202,8 +217,10 @@ class FhirClient:
         stream: bool = False,
     ) -> requests.Response:
         """Send a request, retrying what can safely be retried; raise on a final failure.
-        ``authenticated=False`` sends no credentials; ``stream=True`` leaves the body unread."""
+        ``authenticated=False`` sends no credentials; ``stream=True`` leaves the body unread.
+        Each answer is logged at INFO, each retry at WARNING while it waits."""
         url = self.url(path)
+        shown = self.shown(url, params)  # in messages and logs
         safe = method in IDEMPOTENT if idempotent is None else idempotent
         waited = 0.0
         refreshed = False
@@ -211,6 +228,7 @@ class FhirClient:
         while True:
             attempt += 1
             response: requests.Response | None = None
+            started = time.monotonic()
             try:
                 response = self.session.request(
                     method,
@@ -227,7 +245,7 @@ class FhirClient:
                 )
             except requests.exceptions.SSLError as e:
                 raise ServerError(
-                    f"{method} {url}: TLS verification failed ({e.__class__.__name__}"
+                    f"{method} {shown}: TLS verification failed ({e.__class__.__name__}"
                     "); fix the certificate or pass --insecure"
                 ) from None
             except (
@@ -242,16 +260,23 @@ class FhirClient:
                     or attempt >= self.retry.attempts
                 ):
                     raise ServerError(
-                        f"{method} {url}: {_describe(e)} after {attempt} "
-                        f"attempt{'s' if attempt > 1 else ''}"
+                        f"{method} {shown}: {_describe(e)} after {attempt} "
+                        f"attempt{'s' if attempt > 1 else ''} ({self._cause(e)})"
                     ) from None
+                problem = (
+                    f"the answer broke off ({self._cause(e)})"
+                    if isinstance(e, requests.exceptions.ChunkedEncodingError)
+                    else f"server not answering ({self._cause(e)})"
+                )
             else:
+                log.info(ANSWERED, method, shown, response.status_code, time.monotonic() - started)
                 if (
                     response.status_code == 401
                     and authenticated
                     and not refreshed
                     and hasattr(self.session.auth, "invalidate")
                 ):
+                    log.info("the server refused the access token: fetching a new one")
                     self.session.auth.invalidate()  # a cached token expired early: fetch anew
                     refreshed = True
                     attempt -= 1
@@ -260,21 +285,68 @@ class FhirClient:
                     safe or response.status_code == 429
                 )
                 if not retryable or attempt >= self.retry.attempts:
-                    return self._checked(method, url, response)
+                    return self._checked(method, shown, response)
+                problem = (
+                    "server busy (429)"
+                    if response.status_code == 429
+                    else f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+                )
             wait = self.retry.delay(attempt, response)
             if waited + wait > self.retry.max_total_wait:
                 if response is not None:
-                    return self._checked(method, url, response)
-                raise ServerError(f"{method} {url}: gave up after waiting {waited:.0f} s")
+                    return self._checked(method, shown, response)
+                raise ServerError(f"{method} {shown}: gave up after waiting {waited:.0f} s")
             waited += wait
             if response is not None:
                 response.close()  # a streamed answer holds its connection until closed
+            asked = response is not None and "Retry-After" in response.headers
+            log.warning(
+                "%s %s: %s, retry %d of %d in %s s%s",
+                method,
+                shown,
+                problem,
+                attempt,
+                self.retry.attempts - 1,
+                f"{round(wait, 1):g}",
+                " (Retry-After)" if asked else "",
+            )
             self.sleep(wait)
+
+    def shown(self, url: str, params: Mapping[str, str] | None = None) -> str:
+        """``url`` and its ``params`` as messages and logs show them: readable, and without the
+        query of a URL outside the base URL (a pre-signed download URL carries its credential
+        there)."""
+        if not url.startswith(self.base_url):
+            return url.split("?", 1)[0] + ("?..." if "?" in url or params else "")
+        if params:
+            url += ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in params.items())
+        return url
+
+    def _cause(self, error: Exception) -> str:
+        """Why a request got no answer, in words a user understands."""
+        if isinstance(error, requests.exceptions.ConnectTimeout):
+            return f"could not connect within {self.timeout:g} s"
+        if isinstance(error, requests.exceptions.Timeout):
+            return f"no answer within {self.timeout:g} s"
+        # requests wraps urllib3's error, which wraps the operating system's
+        pending: list[BaseException | None] = [error]
+        seen: set[int] = set()
+        while pending:
+            cause = pending.pop()
+            if cause is None or id(cause) in seen:
+                continue
+            seen.add(id(cause))
+            for kind, words in _OS_CAUSES:
+                if isinstance(cause, kind):
+                    return words
+            pending += [getattr(cause, "reason", None), cause.__cause__, cause.__context__]
+            pending += [a for a in cause.args if isinstance(a, BaseException)]
+        return "connection lost"
 
     def _checked(self, method: str, url: str, response: requests.Response) -> requests.Response:
         if response.status_code < 400:
             return response
-        body = _json_or_none(response)
+        body = answer_json(method, url, response)
         text = outcome_text(body) or response.reason or ""
         message = f"{method} {url}: HTTP {response.status_code} {text}".rstrip()
         if response.status_code in (401, 403):
@@ -288,10 +360,11 @@ class FhirClient:
         response = self.request(method, path, **kwargs)
         if not response.content:
             return None
-        body = _json_or_none(response)
+        shown = self.shown(self.url(path), kwargs.get("params"))
+        body = answer_json(method, shown, response)
         if body is None:
             raise ServerError(
-                f"{method} {self.url(path)}: the server answered "
+                f"{method} {shown}: the server answered "
                 f"HTTP {response.status_code} with a body that is not JSON"
             )
         return body
@@ -301,12 +374,21 @@ class FhirClient:
     def capabilities(self) -> Capabilities:
         """The server's capabilities (GET /metadata, once); FHIR 4.0.x is required."""
         if self._capabilities is None:
-            statement = self.json("GET", "metadata")
+            url = self.url("metadata")
+            elsewhere = f"is {self.given_url} the FHIR base URL?"
+            try:
+                response = self.request("GET", url)
+            except RejectedError as e:  # 404 and the like: no FHIR server answers there
+                raise ServerError(f"{e}: {elsewhere}") from None
+            statement = answer_json("GET", url, response)
             if (
                 not isinstance(statement, dict)
                 or statement.get("resourceType") != "CapabilityStatement"
             ):
-                raise ServerError(f"{self.url('metadata')}: no CapabilityStatement")
+                raise ServerError(
+                    f"GET {url}: the answer is {_what(response, statement)}, "
+                    f"not a CapabilityStatement: {elsewhere}"
+                )
             try:
                 caps = Capabilities.from_statement(statement)
             except (AttributeError, KeyError, TypeError):
@@ -343,25 +425,34 @@ class FhirClient:
         return body
 
     def search(
-        self, resource_type: str, params: dict[str, str] | None = None
+        self,
+        resource_type: str,
+        params: dict[str, str] | None = None,
+        *,
+        page: Callable[[int], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every match of a search, page after page (``link[relation=next]``, followed exactly;
-        a link seen before ends the search)."""
-        page = self.json("GET", resource_type, params=params)
+        a link seen before ends the search); ``page`` is told how many matches each page holds."""
+        answer = self.json("GET", resource_type, params=params)
         seen: set[str] = set()
         while True:
-            problem = _bundle_problem(page)
+            problem = _bundle_problem(answer)
             if problem:
                 raise ServerError(f"search {resource_type}: the server's answer {problem}")
-            for entry in page.get("entry", []):
-                if entry.get("search", {}).get("mode", "match") == "match" and "resource" in entry:
-                    if not _is_resource(entry["resource"]):
-                        raise ServerError(f"search {resource_type}: a match is not a resource")
-                    yield entry["resource"]
+            matches = [
+                entry["resource"]
+                for entry in answer.get("entry", [])
+                if entry.get("search", {}).get("mode", "match") == "match" and "resource" in entry
+            ]
+            if not all(_is_resource(match) for match in matches):
+                raise ServerError(f"search {resource_type}: a match is not a resource")
+            if page is not None:
+                page(len(matches))
+            yield from matches
             following = next(
                 (
                     link.get("url")
-                    for link in page.get("link", [])
+                    for link in answer.get("link", [])
                     if link.get("relation") == "next"
                 ),
                 None,
@@ -369,10 +460,11 @@ class FhirClient:
             if not following or following in seen:
                 return
             seen.add(following)
-            page = self.json("GET", following)
+            answer = self.json("GET", following)
 
-    def lines(self, url: str, *, authenticated: bool, accept: str) -> Iterator[bytes]:
-        """The body of a GET, streamed line by line (without the line ends, empty lines kept)."""
+    def lines(self, url: str, *, authenticated: bool, accept: str) -> Iterator[list[bytes]]:
+        """The body of a GET, streamed: the lines each downloaded chunk completes (without the
+        line ends, empty lines kept)."""
         response = self.request(
             "GET", url, headers={"Accept": accept}, authenticated=authenticated, stream=True
         )
@@ -384,21 +476,21 @@ class FhirClient:
                 for chunk in response.iter_content(chunk_size=1 << 16):
                     *ended, rest = chunk.split(b"\n")
                     if ended:
-                        yield b"".join([*partial, ended[0]])
-                        yield from ended[1:]
+                        yield [b"".join([*partial, ended[0]]), *ended[1:]]
                         partial, size = [], 0
                     partial.append(rest)
                     size += len(rest)
                     if size > longest:  # a line without end would fill the memory
-                        raise InvalidDataError(
-                            [Problem(url, limits.JSON_MB.exceeded("has a line longer than"))]
+                        raise ServerError(
+                            f"GET {self.shown(url)}: "
+                            + limits.JSON_MB.exceeded("the answer has a line longer than")
                         )
             except requests.exceptions.RequestException as e:
                 raise ServerError(
-                    f"GET {url}: the download broke off ({type(e).__name__})"
+                    f"GET {self.shown(url)}: the download broke off ({type(e).__name__})"
                 ) from None
             if size:
-                yield b"".join(partial)
+                yield [b"".join(partial)]
 
     def close(self) -> None:
         self.session.close()
@@ -433,11 +525,27 @@ def _bundle_problem(body: Any) -> str | None:
     return None
 
 
-def _json_or_none(response: requests.Response) -> Any:
+def answer_json(method: str, url: str, response: requests.Response) -> Any:
+    """The JSON of an answer, or None when it is not JSON; an answer beyond the limits on what is
+    read is a ServerError (the server's answer, not the study data, is at fault)."""
     try:
-        return limits.loads(response.content, response.url)
+        return limits.loads(response.content, url)
     except ValueError:
         return None
+    except InvalidDataError as e:
+        raise ServerError(f"{method} {url}: the answer {e.problems[0].message}") from None
+
+
+def _what(response: requests.Response, body: Any) -> str:
+    """What an answer is, for a message that says it is not what was expected."""
+    if isinstance(body, dict) and isinstance(body.get("resourceType"), str):
+        return f"a FHIR {body['resourceType']}"
+    if body is not None:
+        return "JSON that is no FHIR resource"
+    if not response.content:
+        return "empty"
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+    return "an HTML page" if "html" in kind else f"not JSON ({kind or 'no content type'})"
 
 
 def _describe(error: Exception) -> str:

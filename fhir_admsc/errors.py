@@ -50,16 +50,49 @@ class FhirAdmscError(Exception):
     exit_code: ExitCode = ExitCode.INTERNAL
 
 
+# Rows of one file, column and kind of problem listed before "and N more rows".
+SHOWN_ROWS = 3
+
+
 class InvalidDataError(FhirAdmscError):
-    """The input data breaks the study data contract; ``problems`` lists every defect."""
+    """The input data breaks the study data contract; ``problems`` lists every defect.
+
+    Its text counts every problem and lists them by file, column and kind of problem, the first
+    ``SHOWN_ROWS`` rows of each kind and how many more there are: one wrong column of a large
+    table is a few lines, not one a row. ``render(None)`` lists every one.
+    """
 
     exit_code = ExitCode.INVALID_DATA
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        count = len(problems)
-        summary = f"{count} problem{'s' if count != 1 else ''} in the study data"
-        super().__init__("\n".join([summary, *(f"  {p}" for p in problems)]))
+        super().__init__(self.render())
+
+    def render(self, shown: int | None = SHOWN_ROWS) -> str:
+        """The count line, then the problems, at most ``shown`` rows of each kind (None: all)."""
+        count = len(self.problems)
+        lines = [f"{count} problem{'s' if count != 1 else ''} in the study data"]
+        for kind in self._kinds():
+            lines += [f"  {p}" for p in kind[:shown]]
+            more = len(kind) - len(kind[:shown])
+            if more:
+                column = f": column '{kind[0].column}'" if kind[0].column else ""
+                rows = f"row{'s' if more != 1 else ''}"
+                lines.append(f"  {kind[0].file}{column}: and {more} more {rows} with this problem")
+        return "\n".join(lines)
+
+    def hidden(self, shown: int = SHOWN_ROWS) -> int:
+        """How many problems ``render(shown)`` leaves out."""
+        return sum(max(len(kind) - shown, 0) for kind in self._kinds())
+
+    def _kinds(self) -> list[list[Problem]]:
+        """The problems grouped by file, column and message, in the order each group first
+        appears; a problem of no row (of a whole file) is a group of its own."""
+        kinds: dict[object, list[Problem]] = {}
+        for index, p in enumerate(self.problems):
+            key = (p.file, p.column, p.message) if p.line is not None else index
+            kinds.setdefault(key, []).append(p)
+        return list(kinds.values())
 
 
 class ConfigurationError(FhirAdmscError):

@@ -43,10 +43,11 @@ class StagedFiles:
     def __init__(self, folder: str | Path, stale: Iterable[str] = ()) -> None:
         self.folder = Path(folder)
         self.stale = list(stale)
+        self._made = False
         self._parts: dict[str, dict[int, tuple[BinaryIO, str]]] = {}
 
     def __enter__(self) -> StagedFiles:
-        output_folder(self.folder)
+        self._made = output_folder(self.folder)
         return self
 
     def __exit__(
@@ -57,8 +58,10 @@ class StagedFiles:
     ) -> None:
         if kind is None:
             self._commit()
-        else:
-            self._discard()
+            return
+        self._discard()
+        if self._made and not any(self.folder.iterdir()):
+            self.folder.rmdir()  # made for this output: a failure leaves no trace
 
     def write(self, name: str, data: bytes, part: int = 0) -> None:
         """Append ``data`` to part ``part`` of the file ``name``."""
@@ -113,11 +116,11 @@ class StagedFiles:
                     os.unlink(temporary)
 
 
-def output_folder(folder: Path) -> None:
+def output_folder(folder: Path) -> bool:
     """Make sure ``folder`` can take outputs: an existing folder, or a new one in an existing
-    folder (a missing parent is more likely a typo than a wish)."""
+    folder (a missing parent is more likely a typo than a wish). Whether it was made now."""
     if folder.is_dir():
-        return
+        return False
     if folder.exists():
         raise ConfigurationError(f"{folder}: is a file, not a folder: give a folder to write into")
     parent = folder.absolute().parent
@@ -126,6 +129,16 @@ def output_folder(folder: Path) -> None:
             f"{folder}: the folder {parent} does not exist (create it first, or check the path)"
         )
     folder.mkdir()
+    return True
+
+
+def refuse_non_empty_folder(folder: Path, force: bool) -> None:
+    """Refuse to write a study folder into a folder that holds anything, unless ``force`` (the
+    writer then replaces only its study files)."""
+    if not force and folder.is_dir() and any(folder.iterdir()):
+        raise ConfigurationError(
+            f"{folder} is not empty: choose a new folder, or give --force to replace its study files"
+        )
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,8 @@ from fhir_admsc.errors import ConfigurationError, InvalidDataError, Problem, Ser
 from fhir_admsc.ids import has_identifier, identifiers
 from fhir_admsc.output import StagedFiles
 from fhir_admsc.terminology import CANONICAL_BASE
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["transaction", "batch"]
 Match = Literal["id", "identifier"]
@@ -268,7 +271,7 @@ class Source:
     index), whatever the size of the folder.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, notify: Callable[[str], None] | None = None) -> None:
         self._resources: list[dict[str, Any]] | None = None
         self._groups: list[list[_NdjsonFile]] = []
         streamed = path.is_dir() and not (path / "study.json").exists()
@@ -278,10 +281,18 @@ class Source:
             self._groups = _groups(scanned)
             self.total = sum(f.count for f in scanned)
             self.types: set[str] = set().union(*(f.types for f in scanned))
+            log.info(
+                "%s: %d resources in %d NDJSON files, streamed in %d groups of files",
+                path,
+                self.total,
+                len(files),
+                len(self._groups),
+            )
         else:
-            self._resources = ordered(read_resources(path))
+            self._resources = ordered(read_resources(path, notify))
             self.total = len(self._resources)
             self.types = {r["resourceType"] for r in self._resources}
+            log.info("%s: %d resources, read whole", path, self.total)
 
     def chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:
         """The resources, ``size`` at a time."""
@@ -570,6 +581,14 @@ class Pusher:
                     server_id=None if theirs is None else theirs.get("id"),
                 )
             )
+        actions = Counter(o.outcome for o in outcomes)
+        log.info(
+            "compared %d resources with the server: %d to create, %d to update, %d unchanged",
+            len(outcomes),
+            actions["create"],
+            actions["update"],
+            actions["unchanged"],
+        )
         return outcomes
 
     def payload(
@@ -607,6 +626,18 @@ class Pusher:
             if o.outcome == "unchanged"
         }
         todo = [(r, o) for r, o in zip(resources, plan, strict=True) if o.outcome != "unchanged"]
+        if todo:
+            count = -(-len(todo) // chunk)
+            log.info(
+                "sending %d new or changed resources in %d %s%s of at most %d entries, "
+                "matched by %s",
+                len(todo),
+                count,
+                mode,
+                "" if count == 1 else "es" if mode == "batch" else "s",
+                chunk,
+                self.match,
+            )
         for start in range(0, len(todo), chunk):
             results = self._send_chunk(todo[start : start + chunk], mode)
             self._remember((o.resource, o.server_id) for o in results)
@@ -639,6 +670,15 @@ class Pusher:
             # dozen updates). Halve it until the entries the server refuses are alone; the others
             # are stored.
             half = len(part) // 2
+            log.info(
+                "the server refused a %s of %d entries (HTTP %d): sending it again as two of "
+                "%d and %d, to find the entries it refuses",
+                mode,
+                len(part),
+                e.status,
+                half,
+                len(part) - half,
+            )
             return self._send_chunk(part[:half], mode) + self._send_chunk(part[half:], mode)
         answers = reply.get("entry", [])
         if len(answers) != len(part):
@@ -666,10 +706,21 @@ class Pusher:
                 results[i] = _result(part[i][1], answer)
                 if results[i].outcome == "failed" and results[i].status in RETRY_STATUSES:
                     retry.append(i)
-            if not retry:
+            if not retry or attempt == self.client.retry.attempts:
                 break
+            wait = self.client.retry.delay(attempt, None)
+            log.warning(
+                "batch: %d of %d entries failed for a reason that can pass (HTTP %s), "
+                "retry %d of %d in %s s",
+                len(retry),
+                len(pending),
+                ", ".join(sorted({str(results[i].status) for i in retry})),
+                attempt,
+                self.client.retry.attempts - 1,
+                f"{round(wait, 1):g}",
+            )
             pending = retry
-            self.client.sleep(self.client.retry.delay(attempt, None))
+            self.client.sleep(wait)
         return [results[i] for i in range(len(part))]
 
 

@@ -22,6 +22,10 @@ from fhir_admsc import terminology as term
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Excel saves a date cell formatted as a date and time as "2017-06-05 00:00:00"
+_DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)")
+# 05/06/2017, 5.6.2017, 05-06-2017: day and month in an order the text cannot tell
+_LOCAL_DATE = re.compile(r"\d{1,2}([/.-])\d{1,2}\1\d{4}")
 _INTEGER = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _DICOM_UID = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*")
@@ -40,7 +44,20 @@ def _identifier(value: Any) -> str:
 def _iso_date(value: Any) -> date:
     if isinstance(value, date):
         return value
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
+    if not isinstance(value, str):
+        raise ValueError("is not a date (expected YYYY-MM-DD)")
+    moment = _DATE_TIME.fullmatch(value)
+    if moment:
+        if moment.group(2).strip("0:"):
+            raise ValueError("has a time of day: expected a date only (YYYY-MM-DD)")
+        value = moment.group(1)
+    if _LOCAL_DATE.fullmatch(value):
+        raise ValueError(
+            "is not a date in the form YYYY-MM-DD (the order of day and month in such dates is "
+            "not certain): format the column as yyyy-mm-dd in Excel (Format Cells, Custom) "
+            "before saving"
+        )
+    if not _DATE.fullmatch(value):
         raise ValueError("is not a date (expected YYYY-MM-DD)")
     try:
         return date.fromisoformat(value)
@@ -75,8 +92,9 @@ def _number(value: Any) -> float:
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if value in ("true", "false"):
-        return value == "true"
+    # Excel writes TRUE and FALSE
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     raise ValueError("is not a boolean (expected true or false)")
 
 

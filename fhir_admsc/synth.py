@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhir_admsc.errors import ConfigurationError
-from fhir_admsc.output import write_files
+from fhir_admsc.output import refuse_non_empty_folder, write_files
 from fhir_admsc.study import STUDY_FILE, TABLES, Arm, Site, Study, StudyInfo, cell_text
 from fhir_admsc.tables import CsvText, study_info_json
 
@@ -123,10 +123,7 @@ def write_synthetic_study(
     ``force`` (then only its study files are replaced). ``progress`` is told how many
     participants are done."""
     folder = Path(folder)
-    if not force and folder.is_dir() and any(folder.iterdir()):
-        raise ConfigurationError(
-            f"{folder} is not empty: choose a new folder, or give --force to replace its study files"
-        )
+    refuse_non_empty_folder(folder, force)
     synthesis = _Synthesis(participants, seed, study_id)
     texts = {table.attribute: CsvText(table) for table in TABLES}
     for done, rows in enumerate(synthesis.participants(), start=1):
@@ -381,7 +378,8 @@ def _medications(
     for name, category, doses in rng.sample(ANALGESICS, rng.choices([0, 1, 2, 3], [1, 4, 4, 2])[0]):
         if category not in {c for _, c, _ in taken.values()}:
             taken[name] = (name, category, rng.choice(doses) if doses else None)
-    rows = [_medication(pid, "baseline", *taken[name], "taking") for name in taken]
+    # the contract's order, as a pull writes it: by visit, then by name (none has digits)
+    rows = [_medication(pid, "baseline", *taken[name], "taking") for name in sorted(taken)]
     if "month12" not in attended:
         return rows
     gain = response.at(365)
@@ -397,7 +395,7 @@ def _medications(
         if name not in taken:
             dose = rng.choice(doses) if doses else None
             rows.append(_medication(pid, "month12", name, category, dose, "taking"))
-    return rows
+    return sorted(rows, key=lambda row: (VISITS.index(row["visit"]), row["medication"]))
 
 
 def _medication(

@@ -4,9 +4,12 @@ read it whole, or participant by participant in memory that does not grow with t
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import difflib
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
@@ -33,10 +36,11 @@ from fhir_admsc.study import (
 )
 
 
-def read_study(folder: str | Path) -> Study:
-    """Read and check a study folder; raise InvalidDataError listing every defect found."""
+def read_study(folder: str | Path, notify: Callable[[str], None] | None = None) -> Study:
+    """Read and check a study folder; raise InvalidDataError listing every defect found, and
+    tell ``notify`` of the files in it that are not read."""
     folder = _study_folder(folder)
-    problems: list[Problem] = []
+    problems = _stray_files(folder, notify)
     info = _read_info(folder / STUDY_FILE, problems)
     rows: dict[str, list[BaseModel]] = {}
     lines: dict[str, list[int]] = {}
@@ -63,6 +67,75 @@ _FILE_ORDER = {name: rank for rank, name in enumerate([STUDY_FILE, *(t.file for 
 _TABLE = {table.attribute: table for table in TABLES}
 _PARTICIPANTS = _TABLE["participants"].file
 
+# The remedy for a table Excel saved in another form, naming the choice of its "Save as type" list.
+_SAVE_AS_CSV = 'save it from Excel as "CSV UTF-8 (Comma delimited)"'
+# Names of files that look like tables; which of them the contract does not name is an error (a
+# table meant to be read must not be silently left out), unless they match _NOT_TABLES.
+_TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".xlsx", ".xls", ".xlsm", ".ods", ".json"}
+# Hidden files (.DS_Store), Excel's lock files of open workbooks (~$outcomes.xlsx), Windows' folder
+# files and notes: never tables.
+_NOT_TABLES = re.compile(r"\.|~\$|thumbs\.db$|desktop\.ini$|readme", re.IGNORECASE)
+# The mark of a copy a file manager or browser made: "outcomes (1).csv"
+_COPY_MARK = re.compile(r"\s*\(\d+\)$")
+
+
+def _stray_files(folder: Path, notify: Callable[[str], None] | None) -> list[Problem]:
+    """A problem for each file of ``folder`` that looks like a table the contract does not name,
+    and a warning to ``notify`` for each other file or folder it does not name."""
+    problems = []
+    for path in sorted(folder.iterdir()):
+        if path.name in _FILE_ORDER:
+            continue
+        if (
+            path.is_file()
+            and path.suffix.lower() in _TABLE_SUFFIXES
+            and not _NOT_TABLES.match(path.name)
+            and not _other_json(path)
+        ):
+            problems.append(Problem(str(path), _meant(path)))
+        elif notify is not None:
+            notify(f"{path}: is not part of the study data contract: ignored")
+    return problems
+
+
+def _other_json(path: Path) -> bool:
+    """A JSON file not named like study.json (an export written beside the tables, say): not a
+    table that would be left out, so only a warning."""
+    if path.suffix.lower() != ".json":
+        return False
+    stem = _COPY_MARK.sub("", path.stem).lower()
+    return not difflib.get_close_matches(stem, [Path(STUDY_FILE).stem], n=1)
+
+
+def _meant(path: Path) -> str:
+    """What is wrong with a file that looks like a table but is not of the contract: the
+    contract's file it most likely was meant to be, and how to make it that."""
+    stem = _COPY_MARK.sub("", path.stem).lower().replace(" ", "_").replace("-", "_")
+    stems = {Path(name).stem: name for name in _FILE_ORDER}
+    close = difflib.get_close_matches(stem, stems, n=1)
+    wrong = "is not a file of the study data contract"
+    if not close:
+        return f"{wrong} ({', '.join(_FILE_ORDER)}): rename it, or move it out of the folder"
+    target = Path(stems[close[0]])
+    if (path.parent / target).is_file():
+        return f"{wrong}: a copy of {target}? (move it out of the folder)"
+    if path.suffix.lower() == target.suffix:
+        how = "rename it"
+    elif target.suffix == ".csv":
+        how = f"{_SAVE_AS_CSV} under that name"
+    else:
+        how = "write it as a JSON file of that name"
+    return f"{wrong}: did you mean {target}? ({how})"
+
+
+def _present(path: Path, problems: list[Problem], required: bool) -> bool:
+    """Whether a file of the contract is in the folder; a missing required one is a problem."""
+    if path.is_file():
+        return True
+    if required:
+        problems.append(Problem(str(path), f"is missing: every study folder needs a {path.name}"))
+    return False
+
 
 def _located(
     folder: Path, found: Iterable[RowProblem], lines: Mapping[str, Sequence[int | None]]
@@ -86,11 +159,13 @@ class TableNotGrouped(Exception):
     study can only be read whole, with ``read_study``."""
 
 
-def read_participant_groups(folder: str | Path) -> ParticipantGroups:
+def read_participant_groups(
+    folder: str | Path, notify: Callable[[str], None] | None = None
+) -> ParticipantGroups:
     """A study folder to read participant by participant; study.json and participants.csv are
     read at once (a defective study.json raises InvalidDataError with every defect of the
-    folder's rows, as ``read_study`` does)."""
-    return ParticipantGroups(_study_folder(folder))
+    folder's rows, as ``read_study`` does), and ``notify`` told of the files not read."""
+    return ParticipantGroups(_study_folder(folder), notify)
 
 
 class ParticipantGroups:
@@ -105,9 +180,11 @@ class ParticipantGroups:
     as ``read_study`` does. Raises TableNotGrouped when a table is not grouped that way.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, notify: Callable[[str], None] | None = None) -> None:
         self.folder = folder
-        self._problems: dict[str, list[Problem]] = {name: [] for name in _FILE_ORDER}
+        # by file name; "" for the folder's own (files it should not hold)
+        self._problems: dict[str, list[Problem]] = {"": _stray_files(folder, notify)}
+        self._problems.update({name: [] for name in _FILE_ORDER})
         info = _read_info(folder / STUDY_FILE, self._problems[STUDY_FILE])
         self.participants, lines = _read_table(folder, TABLES[0], self._problems[_PARTICIPANTS])
         if info is None:
@@ -348,13 +425,12 @@ def _problems_of(
 
 
 def _read_info(path: Path, problems: list[Problem]) -> StudyInfo | None:
-    if not path.is_file():
-        problems.append(Problem(str(path), "is missing: every study folder needs a study.json"))
+    if not _present(path, problems, required=True):
         return None
     try:
         data = limits.loads(limits.read_text(path), str(path))
-    except UnicodeDecodeError as e:
-        problems.append(Problem(str(path), f"is not UTF-8 text ({e.reason})"))
+    except UnicodeDecodeError:
+        problems.append(_not_utf8(path, None))
         return None
     except json.JSONDecodeError as e:
         problems.append(
@@ -374,13 +450,13 @@ def _read_info(path: Path, problems: list[Problem]) -> StudyInfo | None:
 def _read_table(folder: Path, table: Table, problems: list[Problem]) -> tuple[list[Any], list[int]]:
     """The rows of one table and the line each starts on; defects go to ``problems``."""
     path = folder / table.file
-    if not path.exists():
+    if not _present(path, problems, required=table.required):
         return [], []
     name = str(path)
     try:
         text = limits.read_text(path)
-    except UnicodeDecodeError as e:
-        problems.append(_not_utf8(name, e.start))
+    except UnicodeDecodeError:
+        problems.append(_not_utf8(path, table))
         return [], []
     limits.check_rows(text, name)
     rows, lines = [], []
@@ -390,43 +466,78 @@ def _read_table(folder: Path, table: Table, problems: list[Problem]) -> tuple[li
     return rows, lines
 
 
-def _not_utf8(name: str, byte: int) -> Problem:
-    return Problem(name, f"is not UTF-8 text (byte {byte})")
+# How workbooks begin (.xlsx and .ods are ZIP files, .xls an OLE2 file), renamed .csv or not
+_WORKBOOKS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+# Bytes that are not UTF-8, as the "surrogateescape" error handler decodes them
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _not_utf8(path: Path, table: Table | None) -> Problem:
+    """The problem of a file that is not UTF-8 (a table, or study.json when ``table`` is None):
+    its encoding when it can be told, where the first text that is not UTF-8 is (line, and
+    column with the cell's text for a table) and how to save the file as UTF-8."""
+    remedy = _SAVE_AS_CSV if table else "save it as UTF-8"
+    with path.open("rb") as file:
+        start = file.read(4)
+    if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        excel = ' (Excel\'s "Unicode Text")' if table else ""
+        return Problem(str(path), f"is UTF-16 text{excel}, not UTF-8: {remedy}")
+    if start in _WORKBOOKS:
+        return Problem(str(path), f"is a spreadsheet workbook, not text: {remedy}")
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        places = _cells(text) if table else ((n, None, line) for n, line in enumerate(text, 1))
+        line, column, found = next((p for p in places if _NOT_UTF8.search(p[2])), (None, None, ""))
+    raw = found.encode("utf-8", "surrogateescape")
+    shown, encoding = raw.decode("utf-8", "backslashreplace"), ""
+    with contextlib.suppress(UnicodeDecodeError):  # five byte values are not Windows-1252
+        if raw:
+            shown = raw.decode("cp1252")
+            excel = ', as Excel\'s "CSV (Comma delimited)" saves it' if table else ""
+            encoding = f" (the file looks like Windows-1252{excel})"
+    value = shown if table and line is not None else None
+    return Problem(str(path), f"is not UTF-8 text{encoding}: {remedy}", line, column, value)
+
+
+def _cells(text: Iterable[str]) -> Iterator[tuple[int, str | None, str]]:
+    """Each cell of CSV text, with the line its row starts on and its column (None in the
+    header); as far as the text reads as CSV."""
+    reader = csv.reader(text)
+    header: list[str] | None = None
+    line = 1
+    try:
+        for cells in reader:
+            for index, cell in enumerate(cells):
+                yield line, header[index] if header and index < len(header) else None, cell
+            header = cells if header is None else header
+            line = reader.line_num + 1
+    except csv.Error:
+        return
 
 
 def _stream_rows(folder: Path, table: Table, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
     """The rows of one table and the line each starts on, read from the file as they are used;
     defects go to ``problems``, as with ``_read_table``."""
     path = folder / table.file
-    if not path.exists():
+    if not _present(path, problems, required=table.required):
         return
-    name = str(path)
-    byte = _first_non_utf8(path)
-    if byte is not None:
-        problems.append(_not_utf8(name, byte))
+    if not _is_utf8(path):
+        problems.append(_not_utf8(path, table))
         return
     with path.open(encoding="utf-8-sig", newline="") as text:
-        yield from _parse_rows(name, table, text, problems)
+        yield from _parse_rows(str(path), table, text, problems)
 
 
-def _first_non_utf8(path: Path) -> int | None:
-    """Where the first byte that is not UTF-8 is, counted after any BOM as decoding the whole file
-    counts it; None when it is all UTF-8. Reads the file a piece at a time."""
+def _is_utf8(path: Path) -> bool:
+    """Whether a file is UTF-8 text, read a piece at a time."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     with path.open("rb") as file:
-        if file.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
-            file.seek(0)
-        fed = 0  # bytes given to the decoder
-        while True:
-            piece = file.read(1024 * 1024)
-            start = fed - len(decoder.getstate()[0])  # where the bytes the decoder holds begin
-            try:
-                decoder.decode(piece, final=not piece)
-            except UnicodeDecodeError as e:
-                return start + e.start
-            if not piece:
-                return None
-            fed += len(piece)
+        try:
+            while piece := file.read(limits.MB):
+                decoder.decode(piece)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def _parse_rows(
@@ -456,7 +567,7 @@ def _parse_rows(
             problems.append(Problem(name, f"is not valid CSV: {e}", line))
             break
         start, line = line, reader.line_num + 1
-        if not cells:
+        if not any(cells):  # a blank line, or a row of empty cells: Excel writes those
             continue
         if len(cells) != len(header):
             problems.append(
@@ -475,7 +586,24 @@ def _parse_rows(
             yield start, row
 
 
+# Separators of files that are not comma separated: what the file uses, and the remedy. Excel
+# separates cells by the list separator of the computer's region settings, ';' where ',' is the
+# decimal comma, whichever "CSV" it saves.
+_SEPARATORS = {
+    ";": (
+        "';'",
+        "save it as CSV (comma delimited) with ',' between cells (in Excel: set the list "
+        "separator of the computer's region settings to ',' first)",
+    ),
+    "\t": ("tabs", _SAVE_AS_CSV),
+}
+
+
 def _check_header(name: str, table: Table, header: list[str]) -> list[Problem]:
+    if len(header) == 1:  # every table has several columns: the cells are not split at ','
+        for separator, (uses, remedy) in _SEPARATORS.items():
+            if separator in header[0]:
+                return [Problem(name, f"uses {uses} as its separator, not ',': {remedy}", 1)]
     known = table.columns
     problems = [
         Problem(name, f"is not a column of {table.file} (expected {', '.join(known)})", 1, column)

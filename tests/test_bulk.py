@@ -7,6 +7,7 @@ import email.utils
 import functools
 import http.server
 import json
+import logging
 import threading
 import time
 import uuid
@@ -21,7 +22,7 @@ import responses
 from click.testing import CliRunner
 
 from fhir_admsc import cli as cli_module
-from fhir_admsc.bulk import GROUP_TYPES, BulkExport
+from fhir_admsc.bulk import GROUP_TYPES, BulkExport, bulk_pull_study
 from fhir_admsc.bundle import ndjson_files, read_resources
 from fhir_admsc.cli import cli
 from fhir_admsc.client import BearerToken, FhirClient
@@ -318,15 +319,19 @@ def test_the_exports_error_file_is_surfaced(
 
 
 @responses.activate
-def test_a_broken_ndjson_line_is_named(clock: Clock, studies, tmp_path: Path) -> None:
+def test_a_broken_ndjson_line_is_a_server_error_naming_it(
+    clock: Clock, studies, tmp_path: Path
+) -> None:
     bodies = ndjson_files(study_to_fhir(studies[0]))
     lines = bodies["Observation.ndjson"].splitlines(keepends=True)
     lines[2] = lines[2][:40] + "\n"
     bodies["Observation.ndjson"] = "".join(lines)
     serve_export(studies, bodies=bodies)
     result = pull(tmp_path)
-    assert result.exit_code == ExitCode.INVALID_DATA
-    assert f"{FILES}/Observation.ndjson:3: is not valid NDJSON" in result.stderr
+    # the server's export is broken, not the study data
+    assert result.exit_code == ExitCode.SERVER
+    assert f"GET {FILES}/Observation.ndjson: line 3 is not valid NDJSON" in result.stderr
+    assert "problem" not in result.stderr
     assert_deleted_once()
     assert not (tmp_path / "out").exists()
 
@@ -366,6 +371,46 @@ def test_a_server_without_export_is_a_usage_error(
     assert result.exit_code == ExitCode.USAGE
     assert said in result.stderr and "pull without --bulk" in result.stderr
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_study_the_export_does_not_hold_is_a_usage_error(
+    clock: Clock, studies, tmp_path: Path
+) -> None:
+    serve_export(studies)
+    result = pull(tmp_path, "--study", "NOT-THERE")  # the last --study wins
+    assert result.exit_code == ExitCode.USAGE
+    assert f"no study with id NOT-THERE is on {BASE}" in result.stderr
+    assert "check --study" in result.stderr
+    assert_deleted_once()
+
+
+@responses.activate
+def test_progress_counts_each_downloaded_chunk_and_the_steps_are_logged(
+    client: FhirClient, clock: Clock, studies, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="fhir_admsc")
+    serve_export(studies, polls=[{"Retry-After": "2", "X-Progress": "50%"}])
+    received: list[int] = []
+    resources = bulk_pull_study(client, "SIM-A", progress=received.append)
+    exported = sum(1 for s in studies for _ in study_to_fhir(s))
+    # one call per chunk of 64 KiB at least: the Observations alone are several
+    assert received == sorted(received) and received[-1] == exported
+    assert len(received) > len({r["resourceType"] for r in resources})
+    logged = [r.getMessage() for r in caplog.records if r.name == "fhir_admsc.bulk"]
+    assert logged[0] == (
+        f"export of {', '.join(STUDY_TYPES)} kicked off; its status is at {STATUS}"
+    )
+    assert logged[1] == "export: 50%; next status check in 2 s"
+    assert logged[2] == f"export done: {len(STUDY_TYPES)} output files, 0 error files"
+    assert logged[3].startswith("downloaded ") and logged[3].endswith(".ndjson")
+    observations = sum(
+        1 for s in studies for r in study_to_fhir(s) if r["resourceType"] == "Observation"
+    )
+    assert (
+        f"downloaded {observations} resources of Observation from {FILES}/Observation.ndjson"
+        in logged
+    )
 
 
 def test_group_needs_bulk(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fhir_admsc.cli import cli
+from fhir_admsc.cli import cli, demo_folder
+from tests.helpers import set_cell
 
 COMMAND = [sys.executable, "-c", "from fhir_admsc.cli import main; main()"]
 
@@ -85,7 +87,9 @@ def test_ndjson_export_makes_its_own_folder_in_an_existing_one(tmp_path: Path) -
     assert (tmp_path / "new" / "Patient.ndjson").is_file()
 
 
-@pytest.mark.parametrize("command", ["export", "validate", "push", "pull", "report", "synth"])
+@pytest.mark.parametrize(
+    "command", ["export", "validate", "push", "pull", "report", "synth", "template"]
+)
 def test_dash_h_is_help(command: str) -> None:
     short, long = run(command, "-h"), run(command, "--help")
     assert short.exit_code == long.exit_code == 0
@@ -178,3 +182,49 @@ def test_progress_is_drawn_on_a_terminal_only(args: list[str], label: str, tmp_p
         subprocess.run(["rm", "-rf", str(tmp_path / path)], check=True)
     piped = subprocess.run([*COMMAND, *args], cwd=tmp_path, capture_output=True, text=True)
     assert label not in piped.stderr and "\x1b" not in piped.stderr
+
+
+def test_a_failed_ndjson_export_leaves_no_new_folder(study_dir: Path, tmp_path: Path) -> None:
+    set_cell(study_dir, "outcomes.csv", 40, "value", "eleven")
+    result = run("export", str(study_dir), "--format", "ndjson", "-o", str(tmp_path / "new"))
+    assert result.exit_code == 1 and "outcomes.csv:42: column 'value'" in result.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "flags, retry_shown, info_shown",
+    [
+        pytest.param([], True, False, id="default"),
+        pytest.param(["-v"], True, True, id="verbose"),
+        pytest.param(["-q"], False, False, id="quiet"),
+    ],
+)
+def test_retries_say_so_while_waiting(
+    flags: list[str], retry_shown: bool, info_shown: bool
+) -> None:
+    base = f"http://127.0.0.1:{_closed_port()}/fhir"
+    args = ["push", str(demo_folder()), "--server", base, "--retries", "2", "--retry-wait", "0.1"]
+    result = run(*args, *flags)
+    assert result.exit_code == 4
+    retry = f"warning: GET {base}/metadata: server not answering (connection refused), retry 1 of 2"
+    assert (retry in result.stderr) == retry_shown, result.stderr
+    assert ("info: " in result.stderr) == info_shown
+    assert "could not connect after 3 attempts (connection refused)" in result.stderr
+
+
+def test_push_and_pull_show_progress_on_a_terminal(sekmet_server, tmp_path: Path) -> None:
+    base = sekmet_server.base_url
+    code, terminal = _on_a_terminal(["push", str(demo_folder()), "--server", base], tmp_path)
+    assert code == 0, terminal
+    assert "pushing: " in terminal and "of 675 resources" in terminal
+    pull = ["pull", "--server", base, "--study", "ADMSC-FSO794", "-o", "back"]
+    code, terminal = _on_a_terminal(pull, tmp_path)
+    assert code == 0, terminal
+    assert "pulling: " in terminal and "\r\x1b[K" in terminal[terminal.rfind("pulling: ") :]
+    assert "pulled 675 resources of ADMSC-FSO794" in terminal

@@ -226,6 +226,8 @@ def test_a_server_answer_beyond_the_limits_is_refused(
     monkeypatch.setenv("FHIR_ADMSC_MAX_JSON_MB", "1")
     responses.get(f"{BASE}/metadata", body=body, content_type=FHIR_JSON)
     result = run("pull", "--server", BASE, "--study", "S", "-o", tmp_path / "out")
-    assert result.exit_code == 1
-    assert f"{BASE}/metadata:1: {message}" in result.stderr
+    # the server's answer is at fault, not the study data: exit 4
+    assert result.exit_code == 4
+    assert f"GET {BASE}/metadata: the answer {message}" in result.stderr
+    assert "to raise it)" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -33,7 +33,9 @@ def _guarded(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
         if isinstance(node, ast.Try):
             for handler in node.handlers:
                 names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-                if any(getattr(n, "id", "") in ("ImportError", "ModuleNotFoundError") for n in names):
+                if any(
+                    getattr(n, "id", "") in ("ImportError", "ModuleNotFoundError") for n in names
+                ):
                     return True
     return False
 

@@ -160,7 +160,10 @@ def test_no_secret_or_row_value_escapes_a_push_and_pull(
     env = credentials(way, guarded.keys, right=True)
     server = ["--server", guarded.base_url]
 
-    pushed = seen.run("push", folder, *server, "--report", tmp_path / "report.ndjson", env=env)
+    # -vv: every log record of the library, DEBUG included, also goes to stderr
+    pushed = seen.run(
+        "push", "-vv", folder, *server, "--report", tmp_path / "report.ndjson", env=env
+    )
     assert pushed.exit_code == 0, pushed.output
     seen.files(tmp_path / "report.ndjson")
 
@@ -171,19 +174,19 @@ def test_no_secret_or_row_value_escapes_a_push_and_pull(
     )
     patient["colour"] = "blue"
     (tmp_path / "refused.json").write_text(json.dumps(bundle))
-    refused = seen.run("push", tmp_path / "refused.json", *server, env=env)
+    refused = seen.run("push", "-vv", tmp_path / "refused.json", *server, env=env)
     assert refused.exit_code == 1, refused.output
     assert f"failed: Patient/{patient['id']}" in refused.stderr
 
     pulled = seen.run(
-        "pull", *server, "--study", SMALL.info.study_id, "-o", tmp_path / "out", env=env
+        "pull", "-vv", *server, "--study", SMALL.info.study_id, "-o", tmp_path / "out", env=env
     )
     assert pulled.exit_code == 0, pulled.output
     seen.files(tmp_path / "out")
 
     wrong = credentials(way, guarded.keys, right=False)
     denied = seen.run(
-        "pull", *server, "--study", SMALL.info.study_id, "-o", tmp_path / "x", env=wrong
+        "pull", "-vv", *server, "--study", SMALL.info.study_id, "-o", tmp_path / "x", env=wrong
     )
     assert denied.exit_code == 4, denied.output
     assert not (tmp_path / "x").exists()
@@ -192,6 +195,11 @@ def test_no_secret_or_row_value_escapes_a_push_and_pull(
     assert any(
         guarded.base_url in r.getMessage() or "127.0.0.1" in r.getMessage() for r in caplog.records
     )
+    # the library's own records were among those scanned: requests, push and pull steps, tokens
+    logged = {r.name for r in caplog.records if r.levelno == logging.INFO}
+    assert {"fhir_admsc.client", "fhir_admsc.push", "fhir_admsc.pull"} <= logged
+    assert ("fhir_admsc.auth" in logged) == (way == "smart")
+    assert f"GET {guarded.base_url}/metadata -> 200 in " in pulled.stderr
     assert leaks(seen.texts, guarded.keys.key, guarded.keys.stranger) == []
     messages = "\n".join([r.stderr for r in (pushed, refused, pulled, denied)] + [caplog.text])
     values = row_values(SMALL)
@@ -215,10 +223,11 @@ def test_no_secret_escapes_server_faults(
     env = credentials(way, keys, right=True) | {"FHIR_ADMSC_TOKEN_URL": TOKEN_URL}
     endpoint = TokenEndpoint(keys.public, "ES384", CLIENT_ID)
     responses.add_callback(responses.POST, TOKEN_URL, callback=endpoint)
-    pull = ["pull", "--server", BASE, "--study", "S", "-o", tmp_path / "out"]
+    pull = ["pull", "-vv", "--server", BASE, "--study", "S", "-o", tmp_path / "out"]
     responses.upsert(responses.GET, f"{BASE}/metadata", status=500, json=OUTCOME)
     failed = seen.run(*pull, env=env)
     assert failed.exit_code == 4 and "HTTP 500 boom" in failed.stderr
+    assert "HTTP 500 Internal Server Error, retry 1 of 4" in failed.stderr
     responses.upsert(responses.GET, f"{BASE}/metadata", status=401, json=OUTCOME)
     denied = seen.run(*pull, env=env)
     assert denied.exit_code == 4 and "check the credentials" in denied.stderr

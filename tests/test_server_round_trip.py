@@ -188,7 +188,9 @@ def test_pull_formats(fhir_server, demo_study: Study, tmp_path: Path) -> None:
     assert set(PARTICIPANT_TYPES) <= types
 
 
-def test_pull_of_an_unknown_study_exits_1(fhir_server, tmp_path: Path) -> None:
+def test_pull_of_an_unknown_study_exits_2_and_asks_to_check_the_study_id(
+    fhir_server, tmp_path: Path
+) -> None:
     result = run(
         "pull",
         "--server",
@@ -198,8 +200,10 @@ def test_pull_of_an_unknown_study_exits_1(fhir_server, tmp_path: Path) -> None:
         "-o",
         str(tmp_path / "out"),
     )
-    assert result.exit_code == 1
-    assert "0 ResearchStudy" in result.stderr and not (tmp_path / "out").exists()
+    assert result.exit_code == 2
+    assert f"no study with id NO-SUCH-STUDY is on {fhir_server.base_url}" in result.stderr
+    assert "check --study" in result.stderr and "problem" not in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_identifier_mode_is_refused_where_the_server_cannot_do_it(

@@ -181,12 +181,13 @@ def test_defect_that_is_not_utf8_is_named_like_the_whole_study_read(
     grouped_dir: Path, tmp_path: Path
 ) -> None:
     path = grouped_dir / "visits.csv"
+    line = row_index(grouped_dir, "visits.csv", "P05") + 2
     path.write_bytes(path.read_bytes().replace(b"P05,baseline", b"P\xe905,baseline"))
     out = earlier_output(tmp_path)
     result = export(grouped_dir, out)
     assert result.exit_code == 1
     problems = whole_study_problems(grouped_dir)
-    assert "visits.csv: is not UTF-8 text (byte " in problems
+    assert f"visits.csv:{line}: column 'participant_id': 'Pé05' is not UTF-8 text" in problems
     assert problems in result.stderr
     assert_untouched(out)
 

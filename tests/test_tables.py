@@ -50,7 +50,7 @@ def test_demo_reads_with_every_table(demo_study: Study) -> None:
             1,
             "enrolled_on",
             "03/07/2017",
-            "'03/07/2017' is not a date (expected YYYY-MM-DD)",
+            "'03/07/2017' is not a date in the form YYYY-MM-DD (the order of day and month",
             id="date-format",
         ),
         pytest.param(
@@ -426,11 +426,15 @@ def test_writer_removes_tables_that_have_no_rows_any_more(
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_non_utf8_table_is_named(study_dir: Path) -> None:
+def test_non_utf8_table_is_named_by_line_and_column(study_dir: Path) -> None:
     (study_dir / "visits.csv").write_bytes(
         "participant_id,visit,visit_date\nP\xe9".encode("latin-1")
     )
-    assert any("visits.csv: is not UTF-8 text" in p for p in problems_of(study_dir))
+    assert problems_of(study_dir) == [
+        f"{study_dir / 'visits.csv'}:2: column 'participant_id': 'Pé' is not UTF-8 text (the "
+        'file looks like Windows-1252, as Excel\'s "CSV (Comma delimited)" saves it): save it '
+        'from Excel as "CSV UTF-8 (Comma delimited)"'
+    ]
 
 
 def test_broken_quoting_is_named_with_its_line(study_dir: Path) -> None:
