@@ -17,7 +17,7 @@ import requests
 from click.core import ParameterSource
 from requests.auth import HTTPBasicAuth
 
-from fhir_admsc import __version__
+from fhir_admsc.__version__ import __version__
 from fhir_admsc.auth import SmartBackendAuth
 from fhir_admsc.bulk import bulk_pull_study
 from fhir_admsc.bundle import (

@@ -20,7 +20,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from fhir_admsc import __version__, limits
+from fhir_admsc import limits
+from fhir_admsc.__version__ import __version__
 from fhir_admsc.errors import (
     ConfigurationError,
     ExitCode,

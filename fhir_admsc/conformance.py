@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_admsc import terminology as term
+from fhir_admsc.output import write_files
 
 PACKAGE_NAME = "fhir-admsc.profiles"
 PACKAGE_VERSION = "0.1.0"
@@ -648,8 +649,6 @@ def npm_package(resources: list[dict[str, Any]]) -> bytes:
 
 def write_profiles(folder: Path) -> None:
     """Regenerate the published JSON files in ``folder`` from ``build_resources()``."""
-    from fhir_admsc.output import write_files
-
     resources = build_resources()
     write_files(
         folder,

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 import tomllib
-from importlib.metadata import packages_distributions
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 import pytest
+
+import fhir_admsc
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "fhir_admsc"
@@ -83,3 +86,29 @@ def test_every_imported_module_is_declared(module: str) -> None:
         f"{module} is imported in {where} but {', '.join(sorted(provided))} is not in "
         f"pyproject.toml's {'dependencies or extras' if guarded else 'dependencies'}"
     )
+
+
+def _loaded_after(statement: str) -> set[str]:
+    """The fhir_admsc modules a fresh interpreter holds after ``statement``."""
+    code = f"import sys\n{statement}\nprint(' '.join(m for m in sys.modules if m.split('.')[0] == 'fhir_admsc'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_importing_the_client_does_not_load_the_study_stack() -> None:
+    loaded = _loaded_after("import fhir_admsc.client")
+    assert "fhir_admsc.client" in loaded
+    assert not loaded & {"fhir_admsc.tables", "fhir_admsc.mappings", "fhir_admsc.study"}
+    assert _loaded_after("from fhir_admsc.__version__ import __version__") == {
+        "fhir_admsc",
+        "fhir_admsc.__version__",
+    }
+
+
+def test_every_public_name_is_there() -> None:
+    assert fhir_admsc.__version__ == version("fhir-admsc")
+    for name in fhir_admsc.__all__:
+        assert getattr(fhir_admsc, name) is not None, name
+    assert set(fhir_admsc.__all__) <= set(dir(fhir_admsc))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        fhir_admsc.nothing  # noqa: B018

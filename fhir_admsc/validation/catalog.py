@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,9 @@ class Catalog:
         # answers computed from the loaded resources, asked once per coded element: kept until
         # the next add()
         self._memo: dict[tuple[str, str, str], Any] = {}
+        # values derived from one loaded definition, by its identity: the definitions themselves
+        # (a user's --ig resources among them) are never written to
+        self._derived: dict[tuple[str, int], tuple[Any, Any]] = {}
         for resource in resources:
             self.add(resource)
 
@@ -40,6 +43,16 @@ class Catalog:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def derived(self, kind: str, definition: Any, compute: Callable[[], Any]) -> Any:
+        """What ``compute`` finds in ``definition`` (a profile or one of its elements), computed
+        once and kept beside it, not in it."""
+        key = (kind, id(definition))
+        found = self._derived.get(key)
+        if found is None or found[0] is not definition:
+            found = (definition, compute())
+            self._derived[key] = found
+        return found[1]
 
     def add(self, resource: dict[str, Any]) -> None:
         table = {

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 from typing import Any
 
@@ -69,6 +70,7 @@ class Context:
     """What one resource's checks share."""
 
     resource: dict[str, Any]
+    evaluation: Evaluation = field(default_factory=Evaluation)
     issues: list[Issue] = field(default_factory=list)
 
     def add(self, severity: str, code: str, message: str, location: str, rule: str = R4) -> None:
@@ -118,19 +120,20 @@ class Validator:
             self.extra_profiles.setdefault(profile_type(catalog, url), []).append(url)
         self._seen: dict[tuple[str, str], tuple[tuple[str, str, str, str, str], ...]] = {}
         self._free: dict[str, bool] = {}
-        Evaluation.member_of = self._member_of
+
+    def _slice_urls(self, sd: dict[str, Any]) -> dict[str, str]:
+        return self.catalog.derived("slice urls", sd, lambda: _slice_urls(sd))
 
     # -- one resource -------------------------------------------------------------------------
 
     def validate(self, resource: Any, resolver: Resolver | None = None) -> list[Issue]:
         """Every issue of one resource; locations start at its type (``Observation.status``)."""
-        Evaluation.resolver = resolver or Resolver()
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             return [
                 Issue("error", "structure", "is not a FHIR resource (no resourceType)", "$this", R4)
             ]
         kind = resource["resourceType"]
-        ctx = Context(resource)
+        ctx = Context(resource, Evaluation(resolver or Resolver(), self._member_of))
         if not definitions.is_resource_type(kind):
             ctx.add("error", "structure", f"'{kind}' is not an R4 resource type", kind)
             return ctx.issues
@@ -232,7 +235,7 @@ class Validator:
             return  # each entry's resource is checked on its own, with its own line
         elif type_code == "Resource" or definitions.is_resource_type(type_code):
             if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-                for issue in self.validate(value, Evaluation.resolver):
+                for issue in self.validate(value, ctx.evaluation.resolver):
                     ctx.issues.append(
                         Issue(
                             issue.severity,
@@ -274,7 +277,7 @@ class Validator:
             return
         found = self._seen.get((type_code, text))
         if found is None:
-            inner = Context(ctx.resource)
+            inner = Context(ctx.resource, ctx.evaluation)
             self._walk(inner, value, type_code, type_code, "")
             self._codes(inner, type_code, value, "")
             found = tuple((i.severity, i.code, i.message, i.location, i.rule) for i in inner.issues)
@@ -411,7 +414,7 @@ class Validator:
         if key in SKIPPED_INVARIANTS or not expression:
             return
         try:
-            ok = holds(expression, node, ctx.resource, type_name)
+            ok = holds(expression, node, ctx.resource, type_name, ctx.evaluation)
         except FhirPathError as e:
             ctx.add(
                 "error",
@@ -474,7 +477,9 @@ class Validator:
         def select(path: tuple[str, ...]) -> list[Node]:
             """The nodes at ``path`` (element id parts after the type), each step walked once."""
             if path not in selected:
-                selected[path] = _select(sd, select(path[:-1]), list(path), len(path) - 1)
+                selected[path] = _select(
+                    sd, self._slice_urls(sd), select(path[:-1]), list(path), len(path) - 1
+                )
             return selected[path]
 
         for element in view.get("element", []):
@@ -491,7 +496,7 @@ class Validator:
         url = sd["url"]
         element_id = element.get("id") or element["path"]
         rule = f"{url}#{element_id}"
-        unsupported = _unsupported(element)
+        unsupported = self.catalog.derived("unsupported", element, lambda: _unsupported(element))
         if unsupported:
             ctx.add(
                 "error",
@@ -529,7 +534,7 @@ class Validator:
             return
         last = parts[-1]
         for parent in parents:
-            nodes = _select(sd, [parent], path, start=len(path) - 1)
+            nodes = _select(sd, self._slice_urls(sd), [parent], path, start=len(path) - 1)
             minimum, maximum = element.get("min"), element.get("max")
             where = f"{parent.location}.{_step_name(last)}"
             if minimum is not None and len(nodes) < minimum:
@@ -557,7 +562,9 @@ class Validator:
         self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], node: Node, rule: str
     ) -> None:
         type_code = node.type_code
-        for key, expected in _value_rules(element):
+        for key, expected in self.catalog.derived(
+            "value rules", element, lambda: _value_rules(element)
+        ):
             if key.startswith("fixed") and node.value != expected:
                 ctx.add(
                     "error", "value", f"must be exactly {json.dumps(expected)}", node.location, rule
@@ -627,7 +634,7 @@ class Validator:
         reference = node.value.get("reference") if isinstance(node.value, dict) else None
         if not isinstance(reference, str) or reference.startswith("#"):
             return
-        resolved = Evaluation.resolver(reference)
+        resolved = ctx.evaluation.resolver(reference)
         target_type = resolved["resourceType"] if resolved else _reference_type(reference)
         if target_type is None:
             return
@@ -646,10 +653,12 @@ class Validator:
 
     # -- extensions anywhere -------------------------------------------------------------------
 
-    def check_extensions(self, resource: dict[str, Any]) -> list[Issue]:
+    def check_extensions(
+        self, resource: dict[str, Any], resolver: Resolver | None = None
+    ) -> list[Issue]:
         """Extensions the profiles do not slice: known ones are checked against their
         definition and context, unknown ones in a loaded namespace are errors."""
-        ctx = Context(resource)
+        ctx = Context(resource, Evaluation(resolver or Resolver(), self._member_of))
         kind = resource.get("resourceType", "")
         for node in _extensions(resource, kind):
             url = node.value.get("url") if isinstance(node.value, dict) else None
@@ -705,7 +714,7 @@ class Validator:
             return
         found = self._seen.get((url, text))
         if found is None:
-            inner = Context(ctx.resource)
+            inner = Context(ctx.resource, ctx.evaluation)
             self._profile(inner, url, [Node(node.value, "")], "Extension")
             found = tuple((i.severity, i.code, i.message, i.location, i.rule) for i in inner.issues)
             if len(self._seen) >= SEEN_LIMIT:
@@ -743,8 +752,6 @@ SKIPPED_INVARIANTS = {
 
 
 def _calendar_ok(text: str) -> bool:
-    from datetime import date
-
     parts = text[:10].split("-")
     if len(parts) < 3:
         return True
@@ -782,26 +789,15 @@ VALUE_RULES = ("fixed", "pattern", "minValue", "maxValue")
 
 
 def _value_rules(element: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The fixed, pattern, minValue and maxValue properties of a profile element (found once)."""
-    found = element.get("_valueRules")
-    if found is None:
-        found = [(k, v) for k, v in element.items() if k.startswith(VALUE_RULES)]
-        element["_valueRules"] = found
-    return found
+    """The fixed, pattern, minValue and maxValue properties of a profile element."""
+    return [(k, v) for k, v in element.items() if k.startswith(VALUE_RULES)]
 
 
 def _unsupported(element: dict[str, Any]) -> list[str]:
-    """The properties of a profile element this validator cannot check (computed once each)."""
-    found = element.get("_unsupported")
-    if found is None:
-        found = sorted(
-            set(element)
-            - DOCUMENTATION
-            - SUPPORTED
-            - {k for k in element if k.startswith(VALUE_RULES)}
-        )
-        element["_unsupported"] = found
-    return found
+    """The properties of a profile element this validator cannot check."""
+    return sorted(
+        set(element) - DOCUMENTATION - SUPPORTED - {k for k in element if k.startswith(VALUE_RULES)}
+    )
 
 
 SUPPORTED = {
@@ -814,8 +810,6 @@ SUPPORTED = {
     "slicing",
     "contentReference",
     "maxLength",
-    "_unsupported",
-    "_valueRules",
 }
 
 
@@ -860,7 +854,13 @@ def _match(type_name: str, def_path: str, key: str) -> Match | None:
     return None
 
 
-def _select(sd: dict[str, Any], roots: list[Node], parts: list[str], start: int = 0) -> list[Node]:
+def _select(
+    sd: dict[str, Any],
+    slice_urls: dict[str, str],
+    roots: list[Node],
+    parts: list[str],
+    start: int = 0,
+) -> list[Node]:
     """The nodes that element id ``<type>.<parts>`` of ``sd`` names, walking ``parts[start:]``
     from ``roots``; an extension slice keeps the extensions whose url is its profile's."""
     nodes = roots
@@ -883,23 +883,20 @@ def _select(sd: dict[str, Any], roots: list[Node], parts: list[str], start: int 
                 found.extend(_as_nodes(node.value[name], f"{node.location}.{name}"))
         if slice_name:
             element_id = ".".join([sd["type"], *parts[: depth + 1]])
-            url = _slice_urls(sd).get(element_id)
+            url = slice_urls.get(element_id)
             found = [n for n in found if isinstance(n.value, dict) and n.value.get("url") == url]
         nodes = found
     return nodes
 
 
 def _slice_urls(sd: dict[str, Any]) -> dict[str, str]:
-    """Element id -> extension url, for every extension slice of a profile (cached on it)."""
-    cached = sd.get("_sliceUrls")
-    if cached is None:
-        cached = {}
-        for element in sd.get("differential", {}).get("element", []):
-            types = element.get("type", [])
-            if element.get("sliceName") and types and types[0].get("profile"):
-                cached[element["id"]] = types[0]["profile"][0]
-        sd["_sliceUrls"] = cached
-    return cached
+    """Element id -> extension url, for every extension slice of a profile."""
+    found = {}
+    for element in sd.get("differential", {}).get("element", []):
+        types = element.get("type", [])
+        if element.get("sliceName") and types and types[0].get("profile"):
+            found[element["id"]] = types[0]["profile"][0]
+    return found
 
 
 def _type_code(suffix: str) -> str:

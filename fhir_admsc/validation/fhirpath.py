@@ -4,6 +4,8 @@ functions fhirpathpy lacks (``hasValue``, ``resolve`` within the checked resourc
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -29,11 +31,18 @@ class Resolver:
         return self.resources.get(tail)
 
 
+@dataclass(frozen=True)
 class Evaluation:
-    """The per-run state FHIRPath functions need: the resolver and the ValueSet membership test."""
+    """What FHIRPath functions need of the validation under way: the resolver of references and
+    the ValueSet membership test of its validator's catalog."""
 
-    resolver: Resolver = Resolver()
-    member_of: Callable[[Any, str], bool | None] = staticmethod(lambda value, url: None)
+    resolver: Resolver = field(default_factory=Resolver)
+    member_of: Callable[[Any, str], bool | None] = lambda value, url: None
+
+
+# The evaluation the expression being run belongs to, set for the length of each run: the
+# compiled expressions and their function table are shared, the state they read is not.
+_CURRENT: ContextVar[Evaluation] = ContextVar("fhirpath_evaluation")
 
 
 def _has_value(inputs: list[Any]) -> list[bool]:
@@ -45,7 +54,7 @@ def _resolve(inputs: list[Any]) -> list[Any]:
     for item in inputs:
         reference = item.get("reference") if isinstance(item, dict) else item
         if isinstance(reference, str):
-            found = Evaluation.resolver(reference)
+            found = _CURRENT.get().resolver(reference)
             if found is not None:
                 out.append(ResourceNode.create_node(found, found["resourceType"]))
     return out
@@ -53,7 +62,7 @@ def _resolve(inputs: list[Any]) -> list[Any]:
 
 def _member_of(inputs: list[Any], url: Any) -> list[bool]:
     url = url[0] if isinstance(url, list) and url else url
-    results = [Evaluation.member_of(item, url) for item in inputs]
+    results = [_CURRENT.get().member_of(item, url) for item in inputs]
     return [] if not results or None in results else [all(results)]
 
 
@@ -84,7 +93,11 @@ def compiled(expression: str) -> Callable[..., list[Any]]:
 
 
 def holds(
-    expression: str, node: Any, resource: dict[str, Any], root_type: str | None = None
+    expression: str,
+    node: Any,
+    resource: dict[str, Any],
+    root_type: str | None = None,
+    evaluation: Evaluation | None = None,
 ) -> bool:
     """Whether the invariant ``expression`` is true on ``node`` (empty counts as false)."""
     shortcut = native(expression)
@@ -92,19 +105,26 @@ def holds(
         answer = shortcut(node, resource)
         if answer is not None:
             return answer
-    return evaluate(expression, node, resource, root_type)
+    return evaluate(expression, node, resource, root_type, evaluation)
 
 
 def evaluate(
-    expression: str, node: Any, resource: dict[str, Any], root_type: str | None = None
+    expression: str,
+    node: Any,
+    resource: dict[str, Any],
+    root_type: str | None = None,
+    evaluation: Evaluation | None = None,
 ) -> bool:
     """``holds`` through the FHIRPath engine alone."""
     function = compiled(expression)
     target = node
     if root_type is not None and isinstance(node, dict):
         target = ResourceNode.create_node(node, root_type)
+    token = _CURRENT.set(evaluation or Evaluation())
     try:
         result = function(target, {"resource": resource, "rootResource": resource})
     except Exception as e:  # noqa: BLE001
         raise FhirPathError(f"cannot evaluate {expression!r}: {e}") from None
+    finally:
+        _CURRENT.reset(token)
     return result == [True]

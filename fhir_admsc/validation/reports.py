@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from xml.etree import ElementTree
 
-from fhir_admsc import __version__
+from fhir_admsc.__version__ import __version__
 from fhir_admsc.validation.issues import Issue
 
 FORMATS = ["text", "json", "sarif", "junit"]

@@ -182,7 +182,7 @@ def _check(validator: Validator, item: Checked, resolver: Resolver) -> list[Issu
     """The issues of one resource: its own, and those of its extensions."""
     found = validator.validate(item.resource, resolver)
     if isinstance(item.resource, dict) and isinstance(item.resource.get("resourceType"), str):
-        found += validator.check_extensions(item.resource)
+        found += validator.check_extensions(item.resource, resolver)
     return [_placed(i, item) for i in found]
 
 

@@ -30,9 +30,9 @@ def evaluations() -> list[Evaluation]:
     seen: list[Evaluation] = []
     original = engine.holds
 
-    def recording(expression, node, resource, root_type=None):
+    def recording(expression, node, resource, root_type=None, evaluation=None):
         seen.append((expression, copy.deepcopy(node), resource, root_type))
-        return original(expression, node, resource, root_type)
+        return original(expression, node, resource, root_type, evaluation)
 
     engine.holds = recording
     try:
