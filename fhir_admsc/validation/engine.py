@@ -11,10 +11,10 @@ from datetime import date
 from functools import cache
 from typing import Any
 
+from fhir_admsc import r4
 from fhir_admsc import terminology as term
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.terminology import CORE_EXTENSION_CONTEXTS
-from fhir_admsc.validation import definitions
 from fhir_admsc.validation.catalog import Catalog
 from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
 from fhir_admsc.validation.issues import Issue
@@ -134,7 +134,7 @@ class Validator:
             ]
         kind = resource["resourceType"]
         ctx = Context(resource, Evaluation(resolver or Resolver(), self._member_of))
-        if not definitions.is_resource_type(kind):
+        if not r4.is_resource_type(kind):
             ctx.add("error", "structure", f"'{kind}' is not an R4 resource type", kind)
             return ctx.issues
         self._walk(ctx, resource, kind, kind, kind)
@@ -192,7 +192,7 @@ class Validator:
     def _element(
         self,
         ctx: Context,
-        element: definitions.ElementDef,
+        element: r4.ElementDef,
         type_code: str,
         key: str,
         item: Any,
@@ -216,7 +216,7 @@ class Validator:
             self._typed(ctx, element, type_code, value, where)
 
     def _typed(
-        self, ctx: Context, element: definitions.ElementDef, type_code: str, value: Any, where: str
+        self, ctx: Context, element: r4.ElementDef, type_code: str, value: Any, where: str
     ) -> None:
         if value is None or value == "" or value == {} or value == []:
             ctx.add("error", "structure", "an element must have a value or children (ele-1)", where)
@@ -233,7 +233,7 @@ class Validator:
             self._walk(ctx, value, root, inner, where)
         elif element.path == "Bundle.entry.resource":
             return  # each entry's resource is checked on its own, with its own line
-        elif type_code == "Resource" or definitions.is_resource_type(type_code):
+        elif type_code == "Resource" or r4.is_resource_type(type_code):
             if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
                 for issue in self.validate(value, ctx.evaluation.resolver):
                     ctx.issues.append(
@@ -408,7 +408,7 @@ class Validator:
             key, expression = constraint["key"], constraint.get("expression")
             human = constraint.get("human", "")
             severity = constraint.get("severity", "error")
-        else:  # an R4 base constraint (definitions.Constraint)
+        else:  # an R4 base constraint (r4.Constraint)
             key, expression = constraint.key, constraint.expression
             human, severity = constraint.human, constraint.severity
         if key in SKIPPED_INVARIANTS or not expression:
@@ -762,26 +762,26 @@ def _calendar_ok(text: str) -> bool:
     return True
 
 
-def _children(type_name: str, def_path: str) -> dict[str, definitions.ElementDef]:
+def _children(type_name: str, def_path: str) -> dict[str, r4.ElementDef]:
     return _children_index(type_name).get(def_path, {})
 
 
-_CHILDREN_CACHE: dict[str, dict[str, dict[str, definitions.ElementDef]]] = {}
+_CHILDREN_CACHE: dict[str, dict[str, dict[str, r4.ElementDef]]] = {}
 
 
-def _children_index(type_name: str) -> dict[str, dict[str, definitions.ElementDef]]:
+def _children_index(type_name: str) -> dict[str, dict[str, r4.ElementDef]]:
     index = _CHILDREN_CACHE.get(type_name)
     if index is None:
         index = {}
-        for element in definitions.base_elements(type_name)[1:]:
+        for element in r4.base_elements(type_name)[1:]:
             parent, name = element.path.rsplit(".", 1)
             index.setdefault(parent, {})[name] = element
         _CHILDREN_CACHE[type_name] = index
     return index
 
 
-Shape = tuple[dict[str, definitions.ElementDef], tuple[tuple[str, int], ...], tuple[Any, ...]]
-Match = tuple[definitions.ElementDef, str, str, str]
+Shape = tuple[dict[str, r4.ElementDef], tuple[tuple[str, int], ...], tuple[Any, ...]]
+Match = tuple[r4.ElementDef, str, str, str]
 
 
 _KEY = json.JSONEncoder(separators=(",", ":"))
@@ -816,7 +816,7 @@ SUPPORTED = {
 @cache
 def _pattern(type_code: str) -> re.Pattern[str] | None:
     """The compiled R4 regex of a primitive type (ASCII classes: see _primitive)."""
-    regex = definitions.primitive_regex(type_code)
+    regex = r4.primitive_regex(type_code)
     return re.compile(regex, re.ASCII) if regex else None
 
 
@@ -826,7 +826,7 @@ def _shape(type_name: str, def_path: str) -> Shape:
     children = _children(type_name, def_path)
     required = tuple((name, e.min) for name, e in children.items() if e.min > 0)
     constraints: tuple[Any, ...] = ()
-    for element in definitions.base_elements(type_name):
+    for element in r4.base_elements(type_name):
         if element.path == def_path:
             constraints = tuple(c for c in element.constraints if c.key not in SKIPPED_INVARIANTS)
             break
@@ -903,7 +903,7 @@ def _type_code(suffix: str) -> str:
     primitive = suffix[0].lower() + suffix[1:]
     return (
         primitive
-        if definitions.primitive_regex(primitive) is not None
+        if r4.primitive_regex(primitive) is not None
         or primitive in ("string", "boolean", "markdown", "xhtml")
         else suffix
     )
@@ -996,7 +996,7 @@ def _supported_slicing(element: dict[str, Any], slicing: dict[str, Any]) -> bool
 
 def _reference_type(reference: str) -> str | None:
     parts = reference.split("/_history")[0].rstrip("/").split("/")
-    if len(parts) >= 2 and definitions.is_resource_type(parts[-2]):
+    if len(parts) >= 2 and r4.is_resource_type(parts[-2]):
         return parts[-2]
     return None
 

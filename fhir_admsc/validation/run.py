@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fhir_admsc import r4
 from fhir_admsc import terminology as term
-from fhir_admsc.validation import definitions
 from fhir_admsc.validation.catalog import Catalog, load_ig, project_catalog
 from fhir_admsc.validation.engine import Validator, profile_type, reference_of
 from fhir_admsc.validation.fhirpath import Resolver
@@ -136,7 +136,7 @@ def _resolved_types(catalog: Catalog) -> set[str]:
                 expression = constraint.get("expression", "")
                 found.update(_RESOLVED.findall(expression))
                 if expression.count("resolve()") > len(_RESOLVED.findall(expression)):
-                    found.update(definitions.resource_types())  # any type: keep them all
+                    found.update(r4.resource_types())  # any type: keep them all
     return found
 
 

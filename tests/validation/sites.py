@@ -7,7 +7,7 @@ import re
 from functools import cache
 from typing import Any, NamedTuple
 
-from fhir_admsc.validation import definitions
+from fhir_admsc import r4
 from fhir_admsc.validation.issues import Issue, at_least
 from fhir_admsc.validation.run import validate_resources
 
@@ -24,8 +24,8 @@ class Site(NamedTuple):
 def _choices() -> dict[str, frozenset[str]]:
     """Choice element names of R4 (``value``) and the type suffixes they take (``Quantity``)."""
     found: dict[str, set[str]] = {}
-    for type_name in [*sorted(definitions.resource_types()), "Extension"]:
-        for e in definitions.base_elements(type_name):
+    for type_name in [*sorted(r4.resource_types()), "Extension"]:
+        for e in r4.base_elements(type_name):
             name = e.path.rsplit(".", 1)[-1]
             if name.endswith("[x]"):
                 found.setdefault(name[:-3], set()).update(

@@ -1,4 +1,4 @@
-"""The R4 base definitions shipped in fhir_admsc/validation/r4/definitions.json.gz."""
+"""The R4 base definitions shipped in fhir_admsc/r4_definitions.json.gz."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from importlib.resources import files
 
 import pytest
 
-from fhir_admsc.validation import definitions as d
-from fhir_admsc.validation.definitions import Binding, ElementDef
+from fhir_admsc import r4 as d
+from fhir_admsc.r4 import Binding, ElementDef
 
 VS = "http://hl7.org/fhir/ValueSet/"
 SD = "http://hl7.org/fhir/StructureDefinition/"
@@ -32,7 +32,7 @@ def codes(value_set: str) -> set[str]:
 
 
 def test_data_file_is_compact() -> None:
-    data = files("fhir_admsc.validation") / "r4" / "definitions.json.gz"
+    data = files("fhir_admsc") / "r4_definitions.json.gz"
     assert 50_000 < len(data.read_bytes()) < 1_500_000
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from fhir_admsc import r4
 from fhir_admsc.fhir import parse
-from fhir_admsc.validation import definitions
 from fhir_admsc.validation.run import validate_resources
 from tests.validation.corpus import CASES, demo_resources
 
@@ -62,7 +62,7 @@ def known_difference(resource_type: str, label: str) -> bool:
 
 def element_type(resource_type: str, key: str) -> str | None:
     """The R4 type of the top-level JSON member ``key`` (choice members included)."""
-    for element in definitions.base_elements(resource_type):
+    for element in r4.base_elements(resource_type):
         name = element.path.removeprefix(f"{resource_type}.")
         for t in element.types:
             if name == key or (

@@ -58,10 +58,10 @@ class ElementDef:
 @cache
 def _data() -> dict[str, Any]:
     """Return the decoded data file (read once)."""
-    resource = files("fhir_admsc.validation") / "r4" / "definitions.json.gz"
+    resource = files("fhir_admsc") / "r4_definitions.json.gz"
     data: dict[str, Any] = json.loads(gzip.decompress(resource.read_bytes()))
     if data.get("fhirVersion") != FHIR_VERSION:
-        raise ValueError(f"definitions.json.gz holds FHIR {data.get('fhirVersion')}")
+        raise ValueError(f"r4_definitions.json.gz holds FHIR {data.get('fhirVersion')}")
     return data
 
 
