@@ -31,24 +31,24 @@ def load_private_key(path: Path) -> tuple[Any, str]:
     try:
         mode = path.stat().st_mode
     except OSError as e:
-        raise ConfigurationError(f"--private-key {path}: {e.strerror}") from None
+        raise ConfigurationError(f"`private_key` {path}: {e.strerror}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigurationError(
-            f"--private-key {path} can be read by others (mode "
+            f"`private_key` {path} can be read by others (mode "
             f"{stat.S_IMODE(mode):03o}): chmod 600 it"
         )
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as e:
         raise ConfigurationError(
-            f"--private-key {path}: not an unencrypted PEM private key ({e.__class__.__name__})"
+            f"`private_key` {path}: not an unencrypted PEM private key ({e.__class__.__name__})"
         ) from None
     if isinstance(key, rsa.RSAPrivateKey):
         return key, "RS384"
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
         return key, "ES384"
     raise ConfigurationError(
-        f"--private-key {path}: SMART backend services needs an RSA or an EC P-384 key"
+        f"`private_key` {path}: SMART backend services needs an RSA or an EC P-384 key"
     )
 
 
@@ -116,10 +116,10 @@ class SmartBackendAuth(requests.auth.AuthBase):
         except (requests.RequestException, ValueError) as e:
             raise ServerError(
                 f"{url}: cannot read the SMART configuration "
-                f"({e.__class__.__name__}); give --token-url"
+                f"({e.__class__.__name__}); give `token_url`"
             ) from None
         if not isinstance(endpoint, str):
-            raise ServerError(f"{url} names no token_endpoint; give --token-url")
+            raise ServerError(f"{url} names no token_endpoint; give `token_url`")
         log.info("the SMART configuration names the token endpoint %s", endpoint)
         self.token_url = endpoint
         return endpoint

@@ -161,7 +161,7 @@ class BulkExport:
             if self.clock() + wait > deadline:
                 raise ServerError(
                     f"{self.status_url}: the export was not done within {self.timeout:g} s "
-                    f"(last progress: {progress}); try a larger --bulk-timeout"
+                    f"(last progress: {progress}); try a larger `bulk_timeout`"
                 )
             self.client.sleep(wait)
         if response.status_code != 200:

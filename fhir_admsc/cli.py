@@ -37,6 +37,7 @@ from fhir_admsc.errors import (
     FhirAdmscError,
     InvalidDataError,
     ServerError,
+    rename_settings,
 )
 from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
 from fhir_admsc.output import StagedFiles, write_atomic, write_files
@@ -69,6 +70,19 @@ class _Failure(click.ClickException):
         self.exit_code = exit_code
 
 
+def option_names(command: click.Command) -> dict[str, str]:
+    """Each option's parameter name and its long form, over ``command`` and its subcommands."""
+    names = {
+        p.name: max(p.opts, key=len)
+        for p in command.params
+        if isinstance(p, click.Option) and p.name
+    }
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names.update(option_names(sub))
+    return names
+
+
 class _PipeClosed(Exception):
     """The reader of stdout went away (``| head``): stop quietly."""
 
@@ -84,9 +98,10 @@ class _Group(click.Group):
         except BrokenPipeError:
             raise _PipeClosed from None
         except InvalidDataError as e:
-            raise _Failure(_data_problems(e, ctx.meta.get(_ALL_ERRORS)), e.exit_code) from None
+            message = _data_problems(e, ctx.meta.get(_ALL_ERRORS))
+            raise _Failure(rename_settings(message, self._options(ctx)), e.exit_code) from None
         except FhirAdmscError as e:
-            raise _Failure(str(e), e.exit_code) from None
+            raise _Failure(e.describe(self._options(ctx)), e.exit_code) from None
         except OSError as e:
             where = f": {e.filename}" if e.filename else ""
             raise _Failure(f"{e.strerror or e}{where}", ExitCode.USAGE) from None
@@ -94,6 +109,13 @@ class _Group(click.Group):
             raise _Failure(
                 f"internal error ({type(e).__name__}: {e}); please report it", ExitCode.INTERNAL
             ) from None
+
+    def _options(self, ctx: click.Context) -> dict[str, str]:
+        """How the command line names each setting: library parameter name -> option (the
+        invoked command's own first: --study on pull, --study-id on synth)."""
+        names = option_names(self)
+        command = self.get_command(ctx, ctx.invoked_subcommand or "")
+        return names | option_names(command) if command else names
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

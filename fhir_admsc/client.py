@@ -168,15 +168,15 @@ class FhirClient:
         if parts.username is not None or parts.password is not None:
             # every message names the URL: a password in it would be shown
             raise ConfigurationError(
-                "--server must not hold credentials: give them with --username/--password "
-                "or --token"
+                "`base_url` must not hold credentials: give them with `username`/`password` "
+                "or `token`"
             )
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(f"--server {base_url!r} is not an http(s) URL")
+            raise ConfigurationError(f"`base_url` {base_url!r} is not an http(s) URL")
         if parts.scheme == "http" and parts.hostname not in LOOPBACK and not allow_http:
             raise ConfigurationError(
-                f"--server {base_url} is plain http to a non-loopback host: "
-                "use https, or --allow-http if you really mean it"
+                f"`base_url` {base_url} is plain http to a non-loopback host: "
+                "use https, or `allow_http` if you really mean it"
             )
         self.given_url = base_url  # as the user gave it: messages name it so
         self.base_url = base_url.rstrip("/") + "/"
@@ -247,7 +247,7 @@ class FhirClient:
             except requests.exceptions.SSLError as e:
                 raise ServerError(
                     f"{method} {shown}: TLS verification failed ({e.__class__.__name__}"
-                    "); fix the certificate or pass --insecure"
+                    "); fix the certificate or pass `insecure`"
                 ) from None
             except (
                 requests.exceptions.ConnectionError,

@@ -1,18 +1,30 @@
 """The exception tree and the one registry of exit codes.
 
     FhirAdmscError                 base; carries the exit code the CLI returns
-    ├── InvalidDataError           exit 1: the input data is wrong (lists every Problem found)
+    ├── InvalidDataError           exit 1: the data read is wrong (lists every Problem found)
     ├── ConfigurationError         exit 2: a usage or configuration mistake
+    │   └── FileAccessError        exit 2: a file or folder cannot be read or written (says which)
     ├── ServerError                exit 4: a server could not be reached or refused us
     └── InternalError              exit 5: a bug in fhir-admsc
 
 Exit code 3 (a dry run found changes) is a result, not an error: see ``ExitCode``.
+
+Messages name what was read (a study folder, a Bundle, a server's answer) and never a command-line
+option: a setting is named as the library parameter, in backquotes (`base_url`), and
+``FhirAdmscError.describe`` renders it as the caller knows it (the CLI passes its option names).
+Any other exception, ``OSError`` included, is a bug: the library turns the file errors it expects
+into ``FileAccessError``.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 
 
 class ExitCode(IntEnum):
@@ -44,10 +56,23 @@ class Problem:
         return f"{where}: {detail}"
 
 
+# A setting named in a message: a library parameter name in backquotes.
+_SETTING = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def rename_settings(text: str, names: Mapping[str, str]) -> str:
+    """``text`` with each `setting` it names written as ``names`` has it (others left as they are)."""
+    return _SETTING.sub(lambda m: names.get(m[1], m[0]), text)
+
+
 class FhirAdmscError(Exception):
     """Base of every error fhir-admsc raises on purpose."""
 
     exit_code: ExitCode = ExitCode.INTERNAL
+
+    def describe(self, names: Mapping[str, str]) -> str:
+        """The message, each `setting` it names written as ``names`` has it (the CLI: options)."""
+        return rename_settings(str(self), names)
 
 
 # Rows of one file, column and kind of problem listed before "and N more rows".
@@ -64,14 +89,15 @@ class InvalidDataError(FhirAdmscError):
 
     exit_code = ExitCode.INVALID_DATA
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], subject: str = "the study data") -> None:
         self.problems = problems
+        self.subject = subject
         super().__init__(self.render())
 
     def render(self, shown: int | None = SHOWN_ROWS) -> str:
         """The count line, then the problems, at most ``shown`` rows of each kind (None: all)."""
         count = len(self.problems)
-        lines = [f"{count} problem{'s' if count != 1 else ''} in the study data"]
+        lines = [f"{count} problem{'s' if count != 1 else ''} in {self.subject}"]
         for kind in self._kinds():
             lines += [f"  {p}" for p in kind[:shown]]
             more = len(kind) - len(kind[:shown])
@@ -99,6 +125,24 @@ class ConfigurationError(FhirAdmscError):
     """A usage or configuration mistake the user can fix by changing the command."""
 
     exit_code = ExitCode.USAGE
+
+
+class FileAccessError(ConfigurationError):
+    """A file or folder the command names cannot be read or written (missing, a folder where a
+    file was meant, no permission, disk full); the message names it and the system's reason."""
+
+
+@contextmanager
+def file_access(path: str | Path, doing: str) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block into a ``FileAccessError`` naming ``path``
+    and what was being done (``doing``: "read", "write", ...)."""
+    try:
+        yield
+    except FileAccessError:
+        raise
+    except OSError as e:
+        reason = (e.strerror or os.strerror(e.errno)) if e.errno else str(e)
+        raise FileAccessError(f"cannot {doing} {path}: {reason}") from e
 
 
 class ServerError(FhirAdmscError):

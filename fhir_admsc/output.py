@@ -137,7 +137,7 @@ def refuse_non_empty_folder(folder: Path, force: bool) -> None:
     writer then replaces only its study files)."""
     if not force and folder.is_dir() and any(folder.iterdir()):
         raise ConfigurationError(
-            f"{folder} is not empty: choose a new folder, or give --force to replace its study files"
+            f"{folder} is not empty: choose a new folder, or give `force` to replace its study files"
         )
 
 

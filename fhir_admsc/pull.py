@@ -91,7 +91,7 @@ def the_study(candidates: Iterable[dict[str, Any]], study_id: str, server: str) 
     if not found:
         raise ConfigurationError(
             f"no study with id {study_id} is on {server} (no ResearchStudy with identifier "
-            f"{system}|{study_id}): check --study"
+            f"{system}|{study_id}): check `study_id`"
         )
     if len(found) > 1:
         raise ServerError(

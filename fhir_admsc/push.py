@@ -362,8 +362,8 @@ class Journal:
             return _digest(resource), _digest(sha) if outcome in DONE and sha else None
         except (ValueError, KeyError, TypeError, AttributeError):
             raise ConfigurationError(
-                f"{self.path}:{number} is not a line of a push report: give --report the report "
-                "of an earlier run of the same push, or drop --resume"
+                f"{self.path}:{number} is not a line of a push report: give `report` the report "
+                "of an earlier run of the same push, or drop `resume`"
             ) from None
 
     def pending(self, part: list[dict[str, Any]]) -> list[dict[str, Any]]:

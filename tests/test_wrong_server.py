@@ -107,7 +107,7 @@ def test_a_study_the_server_does_not_hold_is_a_configuration_error() -> None:
     assert caught.value.exit_code == ExitCode.USAGE
     assert str(caught.value) == (
         f"no study with id MINE is on {BASE} (no ResearchStudy with identifier "
-        f"{identifier_system('research-study')}|MINE): check --study"
+        f"{identifier_system('research-study')}|MINE): check `study_id`"
     )
 
 

@@ -163,7 +163,7 @@ def load_ig(path: Path) -> list[dict[str, Any]]:
             resources.extend(_conformance_json(file.read_bytes(), str(file)))
         return resources
     if not path.is_file():
-        raise ConfigurationError(f"--ig {path}: no such package file or folder")
+        raise ConfigurationError(f"`igs` {path}: no such package file or folder")
     try:
         with tarfile.open(path, "r:*") as tar:
             resources = []
@@ -178,7 +178,7 @@ def load_ig(path: Path) -> list[dict[str, Any]]:
                         resources.extend(_conformance_json(data.read(), f"{path}:{member.name}"))
             return resources
     except (tarfile.TarError, OSError) as e:
-        raise ConfigurationError(f"--ig {path}: not a FHIR package (.tgz): {e}") from None
+        raise ConfigurationError(f"`igs` {path}: not a FHIR package (.tgz): {e}") from None
 
 
 def _conformance_json(data: bytes, where: str) -> list[dict[str, Any]]:

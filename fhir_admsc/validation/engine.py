@@ -104,8 +104,8 @@ def profile_type(catalog: Catalog, url: str) -> str:
     if catalog.is_base_definition(url):
         return url.split("|")[0].rsplit("/", 1)[-1]
     raise ConfigurationError(
-        f"--profile {url}: no loaded package defines this profile "
-        "(give the package that does with --ig)"
+        f"`profiles` {url}: no loaded package defines this profile "
+        "(give the package that does with `igs`)"
     )
 
 
@@ -444,7 +444,7 @@ class Validator:
             ctx.add(
                 "error",
                 "not-found",
-                f"claims conformance to {url}, which is not loaded (give its package with --ig)",
+                f"claims conformance to {url}, which is not loaded (give its package with `igs`)",
                 roots[0].location if roots else type_name,
                 url,
             )
