@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fhir_admsc.errors import ConfigurationError, InvalidDataError, Problem
+from fhir_admsc.errors import ConfigurationError, InvalidDataError, Problem, file_access
 
 MB = 1024 * 1024
 
@@ -62,12 +62,16 @@ def read_text(path: Path) -> str:
     """The text of an input file (UTF-8, a BOM dropped, line ends as they are: a CR inside a quoted
     CSV cell is data); a file over the size limit is not read."""
     check_size(path)
-    return path.read_bytes().decode("utf-8-sig")
+    with file_access(path, "read"):
+        data = path.read_bytes()
+    return data.decode("utf-8-sig")
 
 
 def check_size(path: Path) -> None:
     """Refuse an input file over the size limit (before reading it)."""
-    if path.stat().st_size > FILE_MB.value() * MB:
+    with file_access(path, "read"):
+        size = path.stat().st_size
+    if size > FILE_MB.value() * MB:
         raise InvalidDataError([Problem(str(path), FILE_MB.exceeded("is larger than"))])
 
 

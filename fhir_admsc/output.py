@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from fhir_admsc.errors import ConfigurationError
+from fhir_admsc.errors import ConfigurationError, file_access
 
 
 def _umask() -> int:
@@ -47,7 +47,8 @@ class StagedFiles:
         self._parts: dict[str, dict[int, tuple[BinaryIO, str]]] = {}
 
     def __enter__(self) -> StagedFiles:
-        self._made = output_folder(self.folder)
+        with file_access(self.folder, "write into"):
+            self._made = output_folder(self.folder)
         return self
 
     def __exit__(
@@ -57,7 +58,8 @@ class StagedFiles:
         traceback: TracebackType | None,
     ) -> None:
         if kind is None:
-            self._commit()
+            with file_access(self.folder, "write into"):
+                self._commit()
             return
         self._discard()
         if self._made and not any(self.folder.iterdir()):
@@ -66,9 +68,10 @@ class StagedFiles:
     def write(self, name: str, data: bytes, part: int = 0) -> None:
         """Append ``data`` to part ``part`` of the file ``name``."""
         parts = self._parts.setdefault(name, {})
-        if part not in parts:
-            parts[part] = _temporary(self.folder, name)
-        parts[part][0].write(data)
+        with file_access(self.folder / name, "write"):
+            if part not in parts:
+                parts[part] = _temporary(self.folder, name)
+            parts[part][0].write(data)
 
     @property
     def names(self) -> list[str]:

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from fhir_admsc.bundle import ndjson_files
 from fhir_admsc.cli import cli, demo_folder
-from fhir_admsc.errors import InvalidDataError
+from fhir_admsc.errors import FileAccessError, InvalidDataError
 from fhir_admsc.mappings import study as study_family
 from fhir_admsc.mappings import study_to_fhir
 from fhir_admsc.output import StagedFiles, write_files
@@ -313,7 +313,11 @@ def test_staged_files_replace_targets_and_remove_stale_ones(tmp_path: Path) -> N
 
 def test_failure_while_staging_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
     (tmp_path / "a.ndjson").write_text("old")
-    with pytest.raises(OSError), StagedFiles(tmp_path, stale=["a.ndjson"]) as staged:
+    cannot = r"cannot write .*missing/b\.ndjson: No such file or directory"
+    with (
+        pytest.raises(FileAccessError, match=cannot),
+        StagedFiles(tmp_path, ["a.ndjson"]) as staged,
+    ):
         staged.write("a.ndjson", b"new\n", part=0)
         staged.write("a.ndjson", b"more\n", part=1)
         staged.write("missing/b.ndjson", b"no such folder\n")

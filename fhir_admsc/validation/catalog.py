@@ -13,7 +13,7 @@ from typing import Any
 
 from fhir_admsc import r4
 from fhir_admsc.conformance import load_resources
-from fhir_admsc.errors import ConfigurationError
+from fhir_admsc.errors import ConfigurationError, file_access
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 
@@ -160,7 +160,9 @@ def load_ig(path: Path) -> list[dict[str, Any]]:
     if path.is_dir():
         resources = []
         for file in sorted(path.rglob("*.json")):
-            resources.extend(_conformance_json(file.read_bytes(), str(file)))
+            with file_access(file, "read"):
+                data = file.read_bytes()
+            resources.extend(_conformance_json(data, str(file)))
         return resources
     if not path.is_file():
         raise ConfigurationError(f"`igs` {path}: no such package file or folder")
