@@ -15,11 +15,15 @@ import jwt
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from requests.auth import HTTPBasicAuth
 
-from fhir_admsc.client import ANSWERED
+from fhir_admsc.client import ANSWERED, BearerToken, FhirClient
 from fhir_admsc.errors import ConfigurationError, ServerError
 
 log = logging.getLogger(__name__)
+
+# What a client asks the token endpoint for unless told otherwise.
+DEFAULT_SCOPES = "system/*.read system/*.write"
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EARLY = 30  # seconds before expiry at which a cached token is renewed
@@ -62,7 +66,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
         key_path: Path,
         *,
         token_url: str | None = None,
-        scopes: str = "system/*.read system/*.write",
+        scopes: str = DEFAULT_SCOPES,
         key_id: str | None = None,
         timeout: float = 30.0,
         verify: bool = True,
@@ -180,3 +184,47 @@ class SmartBackendAuth(requests.auth.AuthBase):
             body.get("scope") or self.scopes,
             lifetime,
         )
+
+
+def connect(
+    base_url: str,
+    *,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    client_id: str | None = None,
+    private_key: Path | None = None,
+    token_url: str | None = None,
+    scopes: str = DEFAULT_SCOPES,
+    timeout: float = 30.0,
+    insecure: bool = False,
+    allow_http: bool = False,
+) -> FhirClient:
+    """A client of the server at ``base_url``, authenticated in at most one way: a bearer
+    ``token``, basic auth, or SMART Backend Services (``client_id`` and ``private_key``)."""
+    ways = [bool(token), bool(username or password), bool(client_id or private_key)]
+    if sum(ways) > 1:
+        raise ConfigurationError(
+            "give one way to authenticate: `token`, `username`/`password`, "
+            "or `client_id`/`private_key`"
+        )
+    if bool(username) != bool(password):
+        raise ConfigurationError("basic auth needs both `username` and `password`")
+    if bool(client_id) != bool(private_key):
+        raise ConfigurationError("SMART backend services needs both `client_id` and `private_key`")
+    auth: requests.auth.AuthBase | None = None
+    if token:
+        auth = BearerToken(token)
+    elif username:
+        auth = HTTPBasicAuth(username, password)
+    elif client_id and private_key:
+        auth = SmartBackendAuth(
+            base_url,
+            client_id,
+            private_key,
+            token_url=token_url,
+            scopes=scopes,
+            timeout=timeout,
+            verify=not insecure,
+        )
+    return FhirClient(base_url, auth, timeout=timeout, verify=not insecure, allow_http=allow_http)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from importlib import resources as package_files
 from itertools import chain
@@ -13,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import requests
 from click.core import ParameterSource
-from requests.auth import HTTPBasicAuth
 
 from fhir_admsc.__version__ import __version__
-from fhir_admsc.auth import SmartBackendAuth
+from fhir_admsc.auth import DEFAULT_SCOPES, connect
 from fhir_admsc.bulk import bulk_pull_study
 from fhir_admsc.bundle import (
     bundle,
@@ -28,7 +25,7 @@ from fhir_admsc.bundle import (
     ndjson_line,
     read_resources,
 )
-from fhir_admsc.client import BearerToken, FhirClient, RetryPolicy
+from fhir_admsc.client import RetryPolicy
 from fhir_admsc.conformance import load_resources, npm_package
 from fhir_admsc.contract import DEFAULT_STUDY_ID, PAGE, write_template
 from fhir_admsc.errors import (
@@ -36,15 +33,14 @@ from fhir_admsc.errors import (
     ExitCode,
     FhirAdmscError,
     InvalidDataError,
-    ServerError,
     rename_settings,
 )
-from fhir_admsc.journal import Journal
+from fhir_admsc.journal import Journal, PushResult
 from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
 from fhir_admsc.output import StagedFiles, write_atomic, write_files
 from fhir_admsc.plots import render_html
 from fhir_admsc.pull import pull_study
-from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Pusher, Source
+from fhir_admsc.push import Source, push_all
 from fhir_admsc.report import analyse, render_json, render_markdown, render_text
 from fhir_admsc.study import Study, StudyInfo
 from fhir_admsc.synth import write_synthetic_study
@@ -451,7 +447,7 @@ def server_options(command=None, *, required: bool = True):
         click.option(
             "--scopes",
             envvar="FHIR_ADMSC_SCOPES",
-            default="system/*.read system/*.write",
+            default=DEFAULT_SCOPES,
             show_default=True,
             help="Scopes to request [env FHIR_ADMSC_SCOPES].",
         ),
@@ -474,48 +470,6 @@ def server_options(command=None, *, required: bool = True):
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def make_client(
-    base_url: str,
-    token: str | None,
-    username: str | None,
-    password: str | None,
-    client_id: str | None,
-    private_key: Path | None,
-    token_url: str | None,
-    scopes: str,
-    timeout: float,
-    insecure: bool,
-    allow_http: bool,
-) -> FhirClient:
-    """A client for the server options; at most one way to authenticate."""
-    ways = [bool(token), bool(username or password), bool(client_id or private_key)]
-    if sum(ways) > 1:
-        raise ConfigurationError(
-            "give one way to authenticate: --token, --username/--password, "
-            "or --client-id/--private-key"
-        )
-    if bool(username) != bool(password):
-        raise ConfigurationError("basic auth needs both --username and --password")
-    if bool(client_id) != bool(private_key):
-        raise ConfigurationError("SMART backend services needs both --client-id and --private-key")
-    auth: requests.auth.AuthBase | None = None
-    if token:
-        auth = BearerToken(token)
-    elif username:
-        auth = HTTPBasicAuth(username, password)
-    elif client_id and private_key:
-        auth = SmartBackendAuth(
-            base_url,
-            client_id,
-            private_key,
-            token_url=token_url,
-            scopes=scopes,
-            timeout=timeout,
-            verify=not insecure,
-        )
-    return FhirClient(base_url, auth, timeout=timeout, verify=not insecure, allow_http=allow_http)
 
 
 @cli.command()
@@ -596,57 +550,30 @@ def push(
     if resume and dry_run:
         raise ConfigurationError("a dry run sends nothing, so there is nothing to resume")
     resources = Source(source, notify=_warning)
-    client = make_client(**server)
+    client = connect(**server)
     client.retry = RetryPolicy(attempts=retries + 1, max_wait=retry_wait)
-    capabilities = client.capabilities()
-    if mode == "transaction" and not capabilities.transaction:
-        click.echo("the server does not offer transactions: sending batches", err=True)
-        mode = "batch"
-    if match == "identifier":
-        unable = capabilities.cannot_match_by_identifier(resources.types - NO_IDENTIFIER_SEARCH)
-        if unable:
-            raise ConfigurationError(
-                f"the server cannot update {', '.join(unable)} conditionally on identifier "
-                "(its CapabilityStatement says so): use --match id"
-            )
-    pusher = Pusher(client, match)  # type: ignore[arg-type]
     journal = Journal(report, resume=resume) if report is not None else None
-    counts: Counter[str] = Counter()
-    done = 0
-    try:
-        with Progress("pushing", resources.total) as progress:
-            for part in resources.chunks(chunk):
-                todo = journal.pending(part) if journal else part
-                counts["done before"] += len(part) - len(todo)
-                pusher.met(part)  # the skipped ones too: later resources may refer to them
-                outcomes = pusher.plan(todo) if todo else []
-                if dry_run:
-                    for outcome in outcomes:
-                        click.echo(f"{outcome.outcome}\t{outcome.resource}\t{outcome.identifier}")
-                else:
-                    outcomes = pusher.send(todo, outcomes, mode, chunk)  # type: ignore[arg-type]
-                if journal:
-                    journal.record(outcomes)
-                counts.update(o.outcome for o in outcomes)
-                for failure in (o for o in outcomes if o.outcome == "failed"):
-                    click.echo(
-                        f"failed: {failure.resource} ({failure.identifier}): {failure.message}",
-                        err=True,
-                    )
-                done += len(part)
-                progress(done)
-    except ServerError as e:
-        if journal is None:
-            raise
-        raise ServerError(
-            f"{e}\n{report} holds every result confirmed until then: "
-            "run the same command with --resume to push the rest"
-        ) from None
-    finally:
-        if journal:
-            journal.close()
-    if journal:
-        journal.finish()
+
+    def shown(result: PushResult) -> None:
+        if dry_run:
+            click.echo(f"{result.outcome}\t{result.resource}\t{result.identifier}")
+        if result.outcome == "failed":
+            click.echo(
+                f"failed: {result.resource} ({result.identifier}): {result.message}", err=True
+            )
+
+    with Progress("pushing", resources.total) as progress:
+        counts = push_all(
+            resources,
+            client,
+            mode=mode,  # type: ignore[arg-type]
+            match=match,  # type: ignore[arg-type]
+            chunk=chunk,
+            dry_run=dry_run,
+            journal=journal,
+            progress=progress,
+            results=shown,
+        )
     _summary(
         ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n) or "nothing to push"
     )
@@ -708,7 +635,7 @@ def pull(
     """Pull a study back from a FHIR server."""
     if group and not bulk:
         raise ConfigurationError("--group needs --bulk")
-    client = make_client(**server)
+    client = connect(**server)
     capabilities = client.capabilities()
     progress = Progress("pulling")
     if not bulk:
@@ -798,7 +725,7 @@ def report(
     else:
         if not study_id:
             raise ConfigurationError("--server needs --study STUDY_ID")
-        client = make_client(**server)
+        client = connect(**server)
         client.capabilities()
         with Progress("pulling") as pulling:
             resources = pull_study(client, study_id, progress=_drawn(pulling))

@@ -23,9 +23,9 @@ from urllib.parse import quote
 from fhir_admsc import limits
 from fhir_admsc.bundle import read_resources
 from fhir_admsc.client import RETRY_STATUSES, FhirClient, RejectedError, outcome_text
-from fhir_admsc.errors import InvalidDataError, Problem, ServerError
+from fhir_admsc.errors import ConfigurationError, InvalidDataError, Problem, ServerError
 from fhir_admsc.ids import has_identifier, identifiers
-from fhir_admsc.journal import PushResult
+from fhir_admsc.journal import Journal, PushResult
 from fhir_admsc.resources import key, label, reference_id
 from fhir_admsc.terminology import CANONICAL_BASE
 
@@ -600,3 +600,68 @@ def _failed(planned: PushResult, status: int | None, message: str) -> PushResult
     return PushResult(
         planned.resource, planned.identifier, "failed", status, planned.server_id, message
     )
+
+
+def push_all(
+    source: Source,
+    client: FhirClient,
+    *,
+    mode: Mode = "transaction",
+    match: Match = "id",
+    chunk: int = 100,
+    dry_run: bool = False,
+    journal: Journal | None = None,
+    progress: Callable[[int], None] | None = None,
+    results: Callable[[PushResult], None] | None = None,
+) -> Counter[str]:
+    """Push every resource of ``source`` a chunk at a time and return how many had each outcome
+    ("done before" for those a resumed ``journal`` skips). A dry run plans and sends nothing.
+
+    ``results`` is told of every resource's result as its chunk is done, ``progress`` of the
+    number of resources gone through. The ``journal``, when given, records every chunk's results
+    and is finished once the whole input went through; on a server failure it is closed and the
+    ServerError says that the push can resume from it.
+    """
+    capabilities = client.capabilities()
+    if mode == "transaction" and not capabilities.transaction:
+        log.warning("the server does not offer transactions: sending batches")
+        mode = "batch"
+    if match == "identifier":
+        unable = capabilities.cannot_match_by_identifier(source.types - NO_IDENTIFIER_SEARCH)
+        if unable:
+            raise ConfigurationError(
+                f"the server cannot update {', '.join(unable)} conditionally on identifier "
+                "(its CapabilityStatement says so): set `match` to id"
+            )
+    pusher = Pusher(client, match)
+    counts: Counter[str] = Counter()
+    done = 0
+    try:
+        for part in source.chunks(chunk):
+            todo = journal.pending(part) if journal else part
+            counts["done before"] += len(part) - len(todo)
+            pusher.met(part)  # the skipped ones too: later resources may refer to them
+            outcomes = pusher.plan(todo) if todo else []
+            if not dry_run:
+                outcomes = pusher.send(todo, outcomes, mode, chunk)
+            if journal:
+                journal.record(outcomes)
+            counts.update(o.outcome for o in outcomes)
+            for outcome in outcomes if results else ():
+                results(outcome)
+            done += len(part)
+            if progress:
+                progress(done)
+    except ServerError as e:
+        if journal is None:
+            raise
+        raise ServerError(
+            f"{e}\n{journal.path} holds every result confirmed until then: "
+            "run the same push again with `resume` to push the rest"
+        ) from None
+    finally:
+        if journal:
+            journal.close()
+    if journal:
+        journal.finish()
+    return counts

@@ -21,7 +21,7 @@ import requests
 import responses
 from click.testing import CliRunner
 
-from fhir_admsc import cli as cli_module
+from fhir_admsc import auth as auth_module
 from fhir_admsc.bulk import GROUP_TYPES, BulkExport, bulk_pull_study
 from fhir_admsc.bundle import ndjson_files, read_resources
 from fhir_admsc.cli import cli
@@ -84,7 +84,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """The fake clock, also behind every client the command line makes (retries, polls)."""
     fake = Clock()
-    monkeypatch.setattr(cli_module, "FhirClient", functools.partial(FhirClient, sleep=fake.sleep))
+    monkeypatch.setattr(auth_module, "FhirClient", functools.partial(FhirClient, sleep=fake.sleep))
     return fake
 
 

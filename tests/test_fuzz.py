@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from fhir_admsc import cli as cli_module
+from fhir_admsc import auth as auth_module
 from fhir_admsc import terminology as term
 from fhir_admsc.bundle import bundle, bundle_json, ndjson_files, read_resources
 from fhir_admsc.cli import cli, demo_folder
@@ -552,7 +552,9 @@ def run_with_server(server: FakeServer, *args: str | Path) -> Result:
         pytest.MonkeyPatch.context() as patch,
     ):
         server.install(mock)
-        patch.setattr(cli_module, "FhirClient", functools.partial(FhirClient, sleep=lambda _: None))
+        patch.setattr(
+            auth_module, "FhirClient", functools.partial(FhirClient, sleep=lambda _: None)
+        )
         return run(*args)
 
 

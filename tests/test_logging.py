@@ -15,7 +15,7 @@ import requests
 import responses
 from click.testing import CliRunner
 
-from fhir_admsc import cli as cli_module
+from fhir_admsc import auth as auth_module
 from fhir_admsc.cli import cli
 from fhir_admsc.client import BearerToken, FhirClient, RetryPolicy
 from fhir_admsc.errors import ExitCode, ServerError
@@ -143,7 +143,7 @@ def test_pull_from_a_closed_port_shows_each_retry_by_default_and_exits_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        cli_module, "FhirClient", functools.partial(FhirClient, sleep=lambda _: None)
+        auth_module, "FhirClient", functools.partial(FhirClient, sleep=lambda _: None)
     )
     base = f"http://127.0.0.1:{closed_port()}/fhir"
     result = CliRunner().invoke(

@@ -21,8 +21,9 @@ import responses
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fhir_admsc import cli as cli_module
-from fhir_admsc.cli import cli, make_client
+from fhir_admsc import auth as auth_module
+from fhir_admsc.auth import connect
+from fhir_admsc.cli import cli
 from fhir_admsc.client import FhirClient
 from fhir_admsc.errors import ServerError
 from fhir_admsc.study import Study
@@ -217,7 +218,7 @@ def test_no_secret_escapes_server_faults(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(
-        cli_module, "FhirClient", functools.partial(FhirClient, sleep=lambda _: None)
+        auth_module, "FhirClient", functools.partial(FhirClient, sleep=lambda _: None)
     )
     seen = Outputs()
     env = credentials(way, keys, right=True) | {"FHIR_ADMSC_TOKEN_URL": TOKEN_URL}
@@ -236,18 +237,16 @@ def test_no_secret_escapes_server_faults(
     ]
     assert sent and all(sent)
 
-    client = make_client(
+    client = connect(
         BASE,
-        env.get("FHIR_ADMSC_TOKEN"),
-        env.get("FHIR_ADMSC_USERNAME"),
-        env.get("FHIR_ADMSC_PASSWORD"),
-        env.get("FHIR_ADMSC_CLIENT_ID"),
-        keys.key if way == "smart" else None,
-        TOKEN_URL,
-        "system/*.read",
-        5.0,
-        False,
-        False,
+        token=env.get("FHIR_ADMSC_TOKEN"),
+        username=env.get("FHIR_ADMSC_USERNAME"),
+        password=env.get("FHIR_ADMSC_PASSWORD"),
+        client_id=env.get("FHIR_ADMSC_CLIENT_ID"),
+        private_key=keys.key if way == "smart" else None,
+        token_url=TOKEN_URL,
+        scopes="system/*.read",
+        timeout=5.0,
     )
     with pytest.raises(ServerError) as caught:
         client.capabilities()
