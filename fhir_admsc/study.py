@@ -482,7 +482,7 @@ def _unknown_participants(study: Study, file: str, rows: list[Any]) -> Iterator[
 def _at_visits(study: Study, file: str, rows: list[Any]) -> Iterator[RowProblem]:
     """Rows of participants of participants.csv, at visits of visits.csv."""
     participants = {p.participant_id for p in study.participants}
-    visits = study.visit_dates()
+    visits = {(v.participant_id, v.visit) for v in study.visits}
     yield from _unknown_participants(study, file, rows)
     for i, row in enumerate(rows):
         if row.participant_id in participants and (row.participant_id, row.visit) not in visits:
