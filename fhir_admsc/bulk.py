@@ -36,10 +36,10 @@ from fhir_admsc.pull import (
     find_study,
     in_study,
     read_reference,
-    reference_key,
     search_candidates,
     the_study,
 )
+from fhir_admsc.resources import key, reference_key
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def bulk_pull_study(
                 file.type or "no stated type",
                 client.shown(file.url),
             )
-    exported = {f"{r['resourceType']}/{r['id']}": r for rs in kept.values() for r in rs}
+    exported = {key(r): r for rs in kept.values() for r in rs}
 
     def read(reference: str) -> dict[str, Any]:
         found = exported.get(reference_key(reference))

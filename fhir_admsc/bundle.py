@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from fhir_admsc import ids, limits
 from fhir_admsc.errors import InvalidDataError, Problem
+from fhir_admsc.resources import key
 
 BundleType = Literal["transaction", "collection"]
 
@@ -33,7 +34,7 @@ def _head(kind: BundleType, study_id: str) -> dict[str, Any]:
 def _entry(resource: dict[str, Any], kind: BundleType) -> dict[str, Any]:
     entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource}
     if kind == "transaction":
-        entry["request"] = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+        entry["request"] = {"method": "PUT", "url": key(resource)}
     return entry
 
 

@@ -39,11 +39,12 @@ from fhir_admsc.errors import (
     ServerError,
     rename_settings,
 )
+from fhir_admsc.journal import Journal
 from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
 from fhir_admsc.output import StagedFiles, write_atomic, write_files
 from fhir_admsc.plots import render_html
 from fhir_admsc.pull import pull_study
-from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Journal, Pusher, Source
+from fhir_admsc.push import NO_IDENTIFIER_SEARCH, Pusher, Source
 from fhir_admsc.report import analyse, render_json, render_markdown, render_text
 from fhir_admsc.study import Study, StudyInfo
 from fhir_admsc.synth import write_synthetic_study

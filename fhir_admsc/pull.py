@@ -12,6 +12,7 @@ from fhir_admsc import ids
 from fhir_admsc.client import FhirClient, RejectedError
 from fhir_admsc.errors import ConfigurationError, ServerError
 from fhir_admsc.mappings.context import kind_of
+from fhir_admsc.resources import key, reference_key
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ class Received:
         self.count += count
         if self.progress is not None:
             self.progress(self.count)
-
-
-def _ref(resource: dict[str, Any]) -> str:
-    return f"{resource['resourceType']}/{resource['id']}"
 
 
 def in_study(resource: dict[str, Any], study_id: str) -> bool:
@@ -121,11 +118,11 @@ def collect_study(
 ) -> list[dict[str, Any]]:
     """Every resource of ``study``, each once, in a stable order, from its sponsor and sites
     (``read``) and the candidates of each participant type that are in the study's namespace."""
-    collected: dict[str, dict[str, Any]] = {_ref(study): study}
+    collected: dict[str, dict[str, Any]] = {key(study): study}
     for ref in [study.get("sponsor"), *study.get("site", [])]:
         if ref and isinstance(ref.get("reference"), str):
             target = read(ref["reference"])
-            collected[_ref(target)] = target
+            collected[key(target)] = target
     for resource_type in PARTICIPANT_TYPES:
         matches = (
             _products(read, collected)
@@ -136,16 +133,10 @@ def collect_study(
         for resource in sorted(
             (r for r in matches if in_study(r, study_id)), key=_identifier_value
         ):
-            collected.setdefault(_ref(resource), resource)
+            collected.setdefault(key(resource), resource)
         log.info("%s: %d resources of the study", resource_type, len(collected) - before)
     log.info("%d resources of study %s in all", len(collected), study_id)
     return list(collected.values())
-
-
-def reference_key(reference: str) -> str:
-    """``Type/id`` of a relative, absolute or versioned reference."""
-    resource_type, _, resource_id = reference.split("/_history")[0].rstrip("/").rpartition("/")
-    return f"{resource_type.rsplit('/', 1)[-1]}/{resource_id}"
 
 
 def read_reference(client: FhirClient, received: Received, reference: str) -> dict[str, Any]:
@@ -167,7 +158,7 @@ def search_candidates(
     study = next(r for r in collected.values() if r["resourceType"] == "ResearchStudy")
     if resource_type in STUDY_PARAMETER:
         matches: Iterable[dict[str, Any]] = client.search(
-            resource_type, {"study": _ref(study), "_count": "500"}, page=received
+            resource_type, {"study": key(study), "_count": "500"}, page=received
         )
     else:
         system = ids.identifier_system(kind_of(resource_type))
@@ -218,4 +209,4 @@ def _by_participant(
             yield read_reference(client, received, subject["individual"]["reference"])
         return
     for patient in [r for r in collected.values() if r["resourceType"] == "Patient"]:
-        yield from client.search(resource_type, {"subject": _ref(patient)}, page=received)
+        yield from client.search(resource_type, {"subject": key(patient)}, page=received)

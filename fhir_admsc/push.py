@@ -8,16 +8,14 @@ lines are appended and synced once the server has answered, so a push stopped an
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
-import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -25,9 +23,10 @@ from urllib.parse import quote
 from fhir_admsc import limits
 from fhir_admsc.bundle import read_resources
 from fhir_admsc.client import RETRY_STATUSES, FhirClient, RejectedError, outcome_text
-from fhir_admsc.errors import ConfigurationError, InvalidDataError, Problem, ServerError
+from fhir_admsc.errors import InvalidDataError, Problem, ServerError
 from fhir_admsc.ids import has_identifier, identifiers
-from fhir_admsc.output import StagedFiles
+from fhir_admsc.journal import PushResult
+from fhir_admsc.resources import key, label, reference_id
 from fhir_admsc.terminology import CANONICAL_BASE
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,6 @@ Match = Literal["id", "identifier"]
 
 # R4 defines no `identifier` search parameter for these types, so no conditional update either.
 NO_IDENTIFIER_SEARCH = frozenset({"AdverseEvent", "BiologicallyDerivedProduct"})
-
-# Report outcomes that say the server holds the resource as it was sent: --resume skips them.
-DONE = frozenset({"created", "updated", "unchanged"})
 
 # Elements a server manages itself; they never make a resource "changed".
 SERVER_META = {
@@ -54,37 +50,6 @@ SERVER_META = {
 }
 
 
-@dataclass
-class Outcome:
-    """What happened to one resource (one line of the push report)."""
-
-    resource: str  # Type/id as exported
-    identifier: str  # system|value of the business identifier
-    outcome: str  # create | update | unchanged (dry run), created | updated | unchanged | failed
-    status: int | None = None
-    server_id: str | None = None
-    message: str = ""
-    sha256: str | None = None  # content_hash of the resource as read (report lines only)
-
-    def json_line(self) -> str:
-        return (
-            json.dumps(
-                {k: v for k, v in vars(self).items() if v not in (None, "")}, ensure_ascii=False
-            )
-            + "\n"
-        )
-
-
-def content_hash(resource: dict[str, Any]) -> str:
-    """SHA-256 (hex) of a resource's canonical JSON: keys sorted, no spaces, UTF-8."""
-    text = json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _key(resource: dict[str, Any]) -> str:
-    return f"{resource['resourceType']}/{resource['id']}"
-
-
 def business_identifier(resource: dict[str, Any]) -> tuple[str, str]:
     """The project's business identifier of a resource: (system, value)."""
     for ident in identifiers(resource):
@@ -92,7 +57,7 @@ def business_identifier(resource: dict[str, Any]) -> tuple[str, str]:
             ident.get("value"), str
         ):
             return ident["system"], ident["value"]
-    where = f"{resource.get('resourceType')}/{resource.get('id')}"
+    where = label(resource) or "a resource"
     raise InvalidDataError(
         [
             Problem(
@@ -147,7 +112,7 @@ def _topological(needs: list[list[int]]) -> list[int]:
 def ordered(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The resources with every referenced one before those that refer to it (stable otherwise;
     a reference cycle keeps input order for its members)."""
-    position = {_key(r): i for i, r in enumerate(resources)}
+    position = {key(r): i for i, r in enumerate(resources)}
     references = ([ref["reference"] for ref in _references(r)] for r in resources)
     return [resources[i] for i in _topological(_needs(references, position))]
 
@@ -239,7 +204,7 @@ def _line_order(group: list[_NdjsonFile]) -> tuple[list[tuple[int, int, int]], l
     for f, file in enumerate(group):
         for number, offset, line in _lines(file.path):
             resource = _parse(file.path, number, line)
-            position[_key(resource)] = len(lines)
+            position[key(resource)] = len(lines)
             lines.append((f, number, offset))
             references.append([ref["reference"] for ref in _references(resource)])
     return lines, _topological(_needs(references, position))
@@ -305,121 +270,6 @@ class Source:
             yield part
 
 
-def _digest(text: str) -> int:
-    """63 bits of a hash of ``text``: the journal's index keeps these instead of strings."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
-
-
-SKIPPED = 1 << 63  # set on a content hash of the index: this run skipped the resource
-
-
-class Journal:
-    """The push report, kept as a journal: the lines of a chunk are appended and synced to disk as
-    soon as the server has answered for it, so after a crash the report holds every result that was
-    confirmed, and only those.
-
-    Without ``resume`` an existing report is replaced. With it, a resource is skipped when the last
-    line about it says it is done (``DONE``) with the content hash it has now; a torn last line (a
-    run killed while writing) is dropped; and once the push has gone through its whole input
-    (``finish``) the report is rewritten to one line per resource: the earlier line of each
-    resource skipped, then the lines of this run.
-    """
-
-    def __init__(self, path: Path, *, resume: bool) -> None:
-        self.path = path
-        # resource -> content hash of its last line, if done (with SKIPPED once this run skips
-        # it); about 150 bytes a resource
-        self._done: dict[int, int] = {}
-        self._hashes: dict[str, str] = {}  # resource -> content hash, in the chunk under way
-        resumed = resume and path.exists()
-        self._earlier = self._index() if resumed else 0  # bytes of the report from earlier runs
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("r+b" if resumed else "wb")
-        self._file.truncate(self._earlier)
-        self._file.seek(self._earlier)
-
-    def _index(self) -> int:
-        """Note which resources earlier runs finished; return the length of the report up to
-        its last whole line."""
-        length = 0
-        with self.path.open("rb") as file:
-            for number, line in enumerate(file, start=1):
-                if not line.endswith(b"\n"):
-                    break
-                resource, sha = self._entry(number, line)
-                if sha is None:
-                    self._done.pop(resource, None)
-                else:
-                    self._done[resource] = sha
-                length += len(line)
-        return length
-
-    def _entry(self, number: int, line: bytes) -> tuple[int, int | None]:
-        """The resource of a report line and, when the line says it is done, its content hash."""
-        try:
-            entry = json.loads(line)
-            resource, outcome, sha = entry["resource"], entry["outcome"], entry.get("sha256")
-            return _digest(resource), _digest(sha) if outcome in DONE and sha else None
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ConfigurationError(
-                f"{self.path}:{number} is not a line of a push report: give `report` the report "
-                "of an earlier run of the same push, or drop `resume`"
-            ) from None
-
-    def pending(self, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The resources of a chunk still to push (all of them unless resuming)."""
-        self._hashes = {}
-        todo = []
-        for resource in part:
-            key, sha = _key(resource), content_hash(resource)
-            if self._done and self._skip(_digest(key), _digest(sha)):
-                continue
-            self._hashes[key] = sha
-            todo.append(resource)
-        return todo
-
-    def _skip(self, resource: int, sha: int) -> bool:
-        """Whether an earlier run finished the resource with this content (then noted skipped)."""
-        done = self._done.get(resource)
-        if done is None or done & ~SKIPPED != sha:
-            return False
-        self._done[resource] = sha | SKIPPED
-        return True
-
-    def record(self, outcomes: list[Outcome]) -> None:
-        """Append the lines of a chunk, each with its content hash, and sync them to disk."""
-        text = "".join(
-            replace(o, sha256=self._hashes.get(o.resource)).json_line() for o in outcomes
-        )
-        self._file.write(text.encode())
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
-
-    def finish(self) -> None:
-        """Close the report of a push that went through its whole input, one line a resource."""
-        self.close()
-        if self._earlier:
-            self._compact()
-
-    def _compact(self) -> None:
-        name = self.path.name
-        with StagedFiles(self.path.parent) as staged, self.path.open("rb") as old:
-            staged.write(name, b"")  # rewritten even should no line be kept
-            left, number = self._earlier, 0
-            while left > 0:
-                line = old.readline()
-                left, number = left - len(line), number + 1
-                resource, sha = self._entry(number, line)
-                if sha is not None and self._done.get(resource) == sha | SKIPPED:
-                    del self._done[resource]  # once, should the line be repeated
-                    staged.write(name, line)
-            while block := old.read(1 << 20):  # the lines of this run
-                staged.write(name, block)
-
-
 def _referring_to(resource: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
     """The resource with its references to the keys of ``renamed`` pointing to their values (the
     resource itself when it has none)."""
@@ -467,7 +317,7 @@ class Pusher:
 
     def request_url(self, resource: dict[str, Any]) -> str:
         if not self.by_identifier(resource):
-            return _key(resource)
+            return key(resource)
         system, value = business_identifier(resource)
         return f"{resource['resourceType']}?identifier={quote(f'{system}|{value}', safe=':/|')}"
 
@@ -475,14 +325,14 @@ class Pusher:
         """Note resources that later ones may refer to: those planned, and those a resumed push
         skips because an earlier run stored them."""
         if self.match == "identifier":
-            self._conditional.update((_key(r), self.request_url(r)) for r in resources)
+            self._conditional.update((key(r), self.request_url(r)) for r in resources)
 
     def _remember(self, server_ids: Iterable[tuple[str, str | None]]) -> None:
         """Note the server's ids of resources (Type/id as exported, server id)."""
-        for key, server_id in server_ids:
-            kind, our_id = key.split("/", 1)
+        for name, server_id in server_ids:
+            kind, our_id = name.split("/", 1)
             if self.match == "identifier" and server_id and server_id != our_id:
-                self._server_refs[key] = f"{kind}/{server_id}"
+                self._server_refs[name] = f"{kind}/{server_id}"
 
     def current(
         self, resources: list[dict[str, Any]], chunk: int = 100
@@ -550,7 +400,7 @@ class Pusher:
                 out.append(body)
         return out
 
-    def plan(self, resources: list[dict[str, Any]]) -> list[Outcome]:
+    def plan(self, resources: list[dict[str, Any]]) -> list[PushResult]:
         """create / update / unchanged for each resource, from the server's current state."""
         current = self.current(resources)
         self.met(resources)
@@ -559,7 +409,7 @@ class Pusher:
         # resources a resumed push skipped are not known: a resource referring to one of them
         # then looks changed, and is sent again, unchanged.)
         self._remember(
-            (_key(r), theirs.get("id"))
+            (key(r), theirs.get("id"))
             for r, theirs in zip(resources, current, strict=True)
             if theirs
         )
@@ -574,8 +424,8 @@ class Pusher:
                 else "update"
             )
             outcomes.append(
-                Outcome(
-                    _key(resource),
+                PushResult(
+                    key(resource),
                     f"{system}|{value}",
                     action,
                     server_id=None if theirs is None else theirs.get("id"),
@@ -617,11 +467,11 @@ class Pusher:
         return copy
 
     def send(
-        self, resources: list[dict[str, Any]], plan: list[Outcome], mode: Mode, chunk: int
-    ) -> list[Outcome]:
+        self, resources: list[dict[str, Any]], plan: list[PushResult], mode: Mode, chunk: int
+    ) -> list[PushResult]:
         """Send what the plan says is new or changed; return the final outcome of every resource."""
         final = {
-            o.resource: Outcome(o.resource, o.identifier, "unchanged", 200, o.server_id)
+            o.resource: PushResult(o.resource, o.identifier, "unchanged", 200, o.server_id)
             for o in plan
             if o.outcome == "unchanged"
         }
@@ -645,8 +495,10 @@ class Pusher:
                 final[outcome.resource] = outcome
         return [final[o.resource] for o in plan]
 
-    def _send_chunk(self, part: list[tuple[dict[str, Any], Outcome]], mode: Mode) -> list[Outcome]:
-        together = frozenset(_key(r) for r, _ in part) if mode == "transaction" else frozenset()
+    def _send_chunk(
+        self, part: list[tuple[dict[str, Any], PushResult]], mode: Mode
+    ) -> list[PushResult]:
+        together = frozenset(key(r) for r, _ in part) if mode == "transaction" else frozenset()
         entries = [
             {
                 "fullUrl": f"urn:uuid:{r['id']}",
@@ -686,11 +538,11 @@ class Pusher:
         return [_result(o, a) for (_, o), a in zip(part, answers, strict=True)]
 
     def _batch(
-        self, part: list[tuple[dict[str, Any], Outcome]], entries: list[dict[str, Any]]
-    ) -> list[Outcome]:
+        self, part: list[tuple[dict[str, Any], PushResult]], entries: list[dict[str, Any]]
+    ) -> list[PushResult]:
         """Send a batch; re-send the entries that failed for reasons that can pass (429, 5xx)."""
         pending = list(range(len(part)))
-        results: dict[int, Outcome] = {}
+        results: dict[int, PushResult] = {}
         for attempt in range(1, self.client.retry.attempts + 1):
             reply = self.client.bundle(
                 {"resourceType": "Bundle", "type": "batch", "entry": [entries[i] for i in pending]},
@@ -729,22 +581,22 @@ def _status(entry: dict[str, Any]) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def _result(planned: Outcome, answer: dict[str, Any]) -> Outcome:
+def _result(planned: PushResult, answer: dict[str, Any]) -> PushResult:
     status = _status(answer)
     response = answer.get("response", {})
     if status >= 400 or status == 0:
         return _failed(planned, status, outcome_text(response.get("outcome")) or f"HTTP {status}")
     location = response.get("location", "")
     server_id = (
-        location.split("/_history")[0].rstrip("/").split("/")[-1]
+        reference_id(location)
         if location
         else answer.get("resource", {}).get("id", planned.server_id)
     )
     outcome = "created" if status == 201 or planned.outcome == "create" else "updated"
-    return Outcome(planned.resource, planned.identifier, outcome, status, server_id)
+    return PushResult(planned.resource, planned.identifier, outcome, status, server_id)
 
 
-def _failed(planned: Outcome, status: int | None, message: str) -> Outcome:
-    return Outcome(
+def _failed(planned: PushResult, status: int | None, message: str) -> PushResult:
+    return PushResult(
         planned.resource, planned.identifier, "failed", status, planned.server_id, message
     )

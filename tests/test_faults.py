@@ -21,9 +21,10 @@ from click.testing import CliRunner, Result
 from fhir_admsc.bundle import ndjson_files
 from fhir_admsc.cli import cli
 from fhir_admsc.errors import ExitCode
+from fhir_admsc.journal import DONE
 from fhir_admsc.mappings import study_to_fhir
 from fhir_admsc.output import write_files
-from fhir_admsc.push import DONE, business_identifier
+from fhir_admsc.push import business_identifier
 from fhir_admsc.study import Study
 from tests.fault_proxy import FaultProxy, nth_write
 from tests.servers import FhirServer

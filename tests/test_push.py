@@ -14,8 +14,9 @@ from fhir_admsc.bundle import read_resources
 from fhir_admsc.cli import cli
 from fhir_admsc.client import FhirClient, RetryPolicy
 from fhir_admsc.errors import ExitCode, InvalidDataError
+from fhir_admsc.journal import content_hash
 from fhir_admsc.output import write_files
-from fhir_admsc.push import Pusher, Source, content_hash, ordered, same_content
+from fhir_admsc.push import Pusher, Source, ordered, same_content
 from tests.validation.corpus import demo, demo_resources
 
 BASE = "https://fhir.example.test/r4"

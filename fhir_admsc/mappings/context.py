@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from fhir_admsc import ids
 from fhir_admsc import terminology as term
 from fhir_admsc.errors import InvalidDataError, Problem
+from fhir_admsc.resources import key, label, reference_key
 
 T = TypeVar("T")
 
@@ -115,7 +116,7 @@ class FhirIndex:
         for resource in resources:
             self.by_type[resource["resourceType"]].append(resource)
             if "id" in resource:
-                self.by_ref[f"{resource['resourceType']}/{resource['id']}"] = resource
+                self.by_ref[key(resource)] = resource
         studies = self.by_type.get("ResearchStudy", [])
         if len(studies) != 1:
             raise InvalidDataError(
@@ -139,7 +140,7 @@ class FhirIndex:
             raise InvalidDataError(
                 [
                     Problem(
-                        f"{resource['resourceType']}/{resource.get('id')}",
+                        label(resource) or "a resource",
                         f"has no identifier of system {term.identifier_system(kind_of(resource['resourceType']))}",
                     )
                 ]
@@ -153,7 +154,7 @@ class FhirIndex:
         try:
             return read(resource, self)
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as e:
-            where = f"{resource.get('resourceType')}/{resource.get('id')}"
+            where = label(resource) or "a resource"
             raise InvalidDataError(
                 [Problem(where, f"cannot be read back into the study tables: {explain(e)}")]
             ) from None
@@ -161,8 +162,8 @@ class FhirIndex:
     def resolve(self, reference: dict[str, Any] | None, where: str) -> dict[str, Any]:
         """The resource a reference points to; absolute URLs resolve by their Type/id tail."""
         target = (reference or {}).get("reference", "")
-        tail = "/".join(target.rstrip("/").split("/")[-2:])
-        if tail.split("/_history")[0] not in self.by_ref:
+        tail = reference_key(target)
+        if tail not in self.by_ref:
             raise InvalidDataError(
                 [
                     Problem(

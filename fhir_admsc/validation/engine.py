@@ -14,6 +14,7 @@ from typing import Any
 from fhir_admsc import r4
 from fhir_admsc import terminology as term
 from fhir_admsc.errors import ConfigurationError
+from fhir_admsc.resources import label, reference_type
 from fhir_admsc.terminology import CORE_EXTENSION_CONTEXTS
 from fhir_admsc.validation.catalog import Catalog
 from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
@@ -81,15 +82,9 @@ class Context:
                 message,
                 location,
                 rule,  # type: ignore[arg-type]
-                resource=reference_of(self.resource),
+                resource=label(self.resource),
             )
         )
-
-
-def reference_of(resource: dict[str, Any]) -> str | None:
-    if isinstance(resource, dict) and "resourceType" in resource:
-        return f"{resource['resourceType']}/{resource.get('id', '?')}"
-    return None
 
 
 def _type_suffix(code: str) -> str:
@@ -241,10 +236,10 @@ class Validator:
                             issue.severity,
                             issue.code,
                             issue.message,
-                            f"{where}/*{reference_of(value)}*/"
+                            f"{where}/*{label(value)}*/"
                             + issue.location[len(value["resourceType"]) :],
                             issue.rule,
-                            reference_of(ctx.resource),
+                            label(ctx.resource),
                         )
                     )
             else:
@@ -635,7 +630,9 @@ class Validator:
         if not isinstance(reference, str) or reference.startswith("#"):
             return
         resolved = ctx.evaluation.resolver(reference)
-        target_type = resolved["resourceType"] if resolved else _reference_type(reference)
+        target_type = resolved["resourceType"] if resolved else reference_type(reference)
+        if target_type is not None and not r4.is_resource_type(target_type):
+            target_type = None
         if target_type is None:
             return
         types = set()
@@ -992,13 +989,6 @@ def _supported_slicing(element: dict[str, Any], slicing: dict[str, Any]) -> bool
     return element["path"].endswith(".extension") and discriminators == [
         {"type": "value", "path": "url"}
     ]
-
-
-def _reference_type(reference: str) -> str | None:
-    parts = reference.split("/_history")[0].rstrip("/").split("/")
-    if len(parts) >= 2 and r4.is_resource_type(parts[-2]):
-        return parts[-2]
-    return None
 
 
 def _extensions(value: Any, location: str) -> Iterator[Node]:

@@ -13,6 +13,7 @@ import fhirpathpy
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from fhir_admsc.resources import reference_key
 from fhir_admsc.validation.native import native
 
 _MODEL = models["r4"]
@@ -27,8 +28,7 @@ class Resolver:
     def __call__(self, reference: str) -> dict[str, Any] | None:
         if reference in self.resources:
             return self.resources[reference]
-        tail = "/".join(reference.split("/_history")[0].rstrip("/").split("/")[-2:])
-        return self.resources.get(tail)
+        return self.resources.get(reference_key(reference))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from typing import Any
 
 from fhir_admsc import r4
 from fhir_admsc import terminology as term
+from fhir_admsc.resources import label, reference_key
 from fhir_admsc.validation.catalog import Catalog, load_ig, project_catalog
-from fhir_admsc.validation.engine import Validator, profile_type, reference_of
+from fhir_admsc.validation.engine import Validator, profile_type
 from fhir_admsc.validation.fhirpath import Resolver
 from fhir_admsc.validation.inputs import Document, read_documents
 from fhir_admsc.validation.issues import Issue
@@ -105,7 +106,7 @@ def _validate_stream(
             value = item.value if isinstance(item, Document) else None
             kind = value.get("resourceType") if isinstance(value, dict) else None
             if isinstance(kind, str) and kind in kept_types:
-                if (ref := reference_of(value)) is not None:
+                if (ref := label(value)) is not None:
                     kept.keep(ref, value)
                 _first_procedures([value], first)
     validator, resolver = Validator(catalog, profiles), Resolver(kept)
@@ -161,9 +162,7 @@ def validate_documents(
 ) -> tuple[list[Issue], int]:
     validator = Validator(catalog, profiles)
     items = list(_checked(documents))
-    resolver = Resolver(
-        {ref: c.resource for c in items if (ref := reference_of(c.resource)) is not None}
-    )
+    resolver = Resolver({ref: c.resource for c in items if (ref := label(c.resource)) is not None})
     issues: list[Issue] = []
     for done, item in enumerate(items, start=1):
         issues.extend(_check(validator, item, resolver))
@@ -190,7 +189,7 @@ def _placed(issue: Issue, item: Checked) -> Issue:
     if not item.prefix:
         return issue.at(item.source, item.line or None)
     rest = issue.location.split(".", 1)[1] if "." in issue.location else ""
-    location = f"{item.prefix}/*{reference_of(item.resource)}*/" + (f".{rest}" if rest else "")
+    location = f"{item.prefix}/*{label(item.resource)}*/" + (f".{rest}" if rest else "")
     return issue.at(item.source, item.line or None).__class__(
         issue.severity,
         issue.code,
@@ -284,8 +283,8 @@ def _bundle_rules(document: Document) -> list[Issue]:
             seen.setdefault(full_url, i)
             targets.add(full_url)
         resource = entry.get("resource")
-        if isinstance(resource, dict) and "id" in resource:
-            targets.add(f"{resource.get('resourceType')}/{resource['id']}")
+        if isinstance(resource, dict) and "id" in resource and (name := label(resource)):
+            targets.add(name)
     if bundle.get("type") not in SELF_CONTAINED:
         return issues
     for i, entry in enumerate(entries):
@@ -296,7 +295,7 @@ def _bundle_rules(document: Document) -> list[Issue]:
         if quick is not None and all(_resolves(ref, targets) for ref in quick):
             continue
         line = lines[i] if i < len(lines) else document.line
-        prefix = f"Bundle.entry[{i}].resource/*{reference_of(resource)}*/"
+        prefix = f"Bundle.entry[{i}].resource/*{label(resource)}*/"
         for ref, where in _references(resource, ""):
             if _resolves(ref, targets):
                 continue
@@ -307,7 +306,7 @@ def _bundle_rules(document: Document) -> list[Issue]:
                     f"refers to {ref}, which is not in the Bundle",
                     prefix + where,
                     f"{BUNDLE_RULES}#reference-resolves",
-                    reference_of(resource),
+                    label(resource),
                     document.source,
                     line,
                 )
@@ -316,11 +315,7 @@ def _bundle_rules(document: Document) -> list[Issue]:
 
 
 def _resolves(reference: str, targets: set[str]) -> bool:
-    return (
-        reference.startswith("#")
-        or reference in targets
-        or "/".join(reference.split("/")[-2:]) in targets
-    )
+    return reference.startswith("#") or reference in targets or reference_key(reference) in targets
 
 
 def _quick_references(resource: dict[str, Any]) -> list[str] | None:
@@ -390,7 +385,7 @@ def _study_rule(item: Checked, first: dict[str, str]) -> list[Issue]:
         f"the participant's first study procedure ({start[:10]})",
         "AdverseEvent.date",
         f"{STUDY_RULES}#ae-after-first-procedure",
-        reference_of(r),
+        label(r),
     )
     return [_placed(issue, item)]
 
