@@ -269,7 +269,7 @@ class ParticipantGroups:
     ) -> list[Problem]:
         """The cross-table defects of ``group``'s rows, judged by the rules across participants
         with the rows of other participants they relate to next to them."""
-        before, after = others.around(group)
+        before, after = others.around(group, lines[_TABLE["procedures"].file])
         around, around_lines = group, dict(lines)
         if before or after:
             update = {}
@@ -322,33 +322,37 @@ class _OtherRows:
             for attribute, key in _KEYS.items()
         }
         self.rows: dict[str, dict[str, tuple[int, tuple[Any, ...]]]] = {}
-        self.lots: dict[str, tuple[Any, ...]] = {}
+        self.lots: dict[str, tuple[int, tuple[Any, ...]]] = {}  # line and row, by lot
         ignored: list[Problem] = []  # the second pass over the tables reports them
         for attribute, key in _KEYS.items():
             index = self.rows[attribute] = {}
-            for _, row in _stream_rows(folder, _TABLE[attribute], ignored):
+            for line, row in _stream_rows(folder, _TABLE[attribute], ignored):
                 values = tuple(getattr(row, column) for column in self.columns[attribute])
                 index[getattr(row, key)] = (index.get(getattr(row, key), (0,))[0] + 1, values)
                 if attribute == "procedures" and _first_of_lot(row):
-                    self.lots.setdefault(row.product_lot, values)
+                    self.lots.setdefault(row.product_lot, (line, values))
 
     def participant_of(self, attribute: str, key: str) -> str:
         """The participant of the last row of table ``attribute`` with id ``key`` ("" if none)."""
         return self.rows[attribute].get(key, (0, ("", "")))[1][1]
 
-    def around(self, group: Study) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    def around(
+        self, group: Study, procedure_lines: Sequence[int | None]
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         """Rows of others to show before and after ``group``'s own rows, by Study attribute.
 
-        Before: the first injection of each lot the group uses, when another participant's
-        (it stays first of its lot). After: a row with each procedure, event or report id that
-        the group shares with rows outside it, and the procedures its rows refer to.
+        Before: the first injection of each lot the group uses, when not one of the group's
+        rows (at ``procedure_lines``), in file order (it stays first of its lot). After: a row
+        with each procedure, event or report id that the group shares with rows outside it, and
+        the procedures its rows refer to.
         """
         own = {p.procedure_id for p in group.procedures}
-        lots: dict[str, Any] = {}
+        lots: dict[int, Any] = {}
         for p in group.procedures:
-            first = self.lots.get(p.product_lot or "") if _first_of_lot(p) else None
-            if first is not None and first[0] not in own:
-                lots[first[0]] = self._row("procedures", first)
+            if _first_of_lot(p) and p.product_lot in self.lots:
+                line, first = self.lots[p.product_lot]
+                if line not in procedure_lines:
+                    lots[line] = self._row("procedures", first)
         procedures = self.rows["procedures"]
         shared = [key for key, _ in _shared(procedures, (p.procedure_id for p in group.procedures))]
         references = [p.harvest_procedure_id for p in group.procedures]
@@ -369,7 +373,7 @@ class _OtherRows:
                 for attribute in ("adverse_events", "imaging_reports")
             },
         }
-        before = {"procedures": list(lots.values())} if lots else {}
+        before = {"procedures": [lots[line] for line in sorted(lots)]} if lots else {}
         return before, {attribute: rows for attribute, rows in after.items() if rows}
 
     def _row(self, attribute: str, values: tuple[Any, ...]) -> Any:

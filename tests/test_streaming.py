@@ -14,8 +14,8 @@ from fhir_admsc.errors import FileAccessError, InvalidDataError
 from fhir_admsc.mappings import study as study_family
 from fhir_admsc.mappings import study_to_fhir
 from fhir_admsc.output import StagedFiles, write_files
-from fhir_admsc.study import RULES, TABLES, Rule, Study
-from fhir_admsc.tables import _OtherRows, read_participant_groups, read_study, write_study
+from fhir_admsc.study import TABLES, Study
+from fhir_admsc.tables import read_study, write_study
 from tests.helpers import read_rows, scaled_study, set_cell, write_rows
 
 NOT_GROUPED = "the rows are not grouped by participant"
@@ -327,118 +327,3 @@ def test_failure_while_staging_leaves_the_folder_as_it_was(tmp_path: Path) -> No
 def test_write_files_still_writes_whole_files(tmp_path: Path) -> None:
     write_files(tmp_path / "new", {"x.txt": b"x", "y.txt": b""})
     assert files_in(tmp_path / "new") == {"x.txt": "x", "y.txt": ""}
-
-
-# (file, participant, its nth row, column, new value, the problem at that row) for each rule
-# across participants: a defect that only rows of two participants show.
-ACROSS: dict[str, tuple[str, str, int, str, str, str]] = {
-    "_procedure_ids": (
-        "procedures.csv",
-        "P05",
-        2,
-        "procedure_id",
-        "P01-I1",
-        "column 'procedure_id': 'P01-I1' is a duplicate",
-    ),
-    "_harvests": (
-        "procedures.csv",
-        "P05",
-        1,
-        "harvest_procedure_id",
-        "P01-H",
-        "column 'harvest_procedure_id': 'P01-H' is a harvest of another participant",
-    ),
-    "_lots": (
-        "procedures.csv",
-        "P05",
-        1,
-        "product_lot",
-        "LOT-P01",
-        "column 'participant_id': 'P05' differs",
-    ),
-    "_event_ids": (
-        "adverse_events.csv",
-        "P06",
-        0,
-        "event_id",
-        "AE-002",
-        "column 'event_id': 'AE-002' is a duplicate",
-    ),
-    "_suspected_procedures": (
-        "adverse_events.csv",
-        "P03",
-        0,
-        "suspected_procedure_id",
-        "P06-I1",
-        "column 'suspected_procedure_id': 'P06-I1' is a procedure of another participant",
-    ),
-    "_report_ids": (
-        "imaging_reports.csv",
-        "P05",
-        0,
-        "report_id",
-        "P01-MRI-0",
-        "column 'report_id': 'P01-MRI-0' is a duplicate",
-    ),
-    "_finding_reports": (
-        "imaging_findings.csv",
-        "",
-        40,
-        "report_id",
-        "NOPE",
-        "column 'report_id': 'NOPE' is not in imaging_reports.csv",
-    ),
-}
-RULES_ACROSS = [rule for rule in RULES if rule.across_participants]
-
-
-def test_every_rule_across_participants_has_a_defect_below() -> None:
-    assert [rule.check.__name__ for rule in RULES_ACROSS] == list(ACROSS)
-
-
-def test_the_streamed_reader_keeps_every_column_the_rules_across_participants_read(
-    grouped_dir: Path,
-) -> None:
-    kept = _OtherRows(grouped_dir).columns
-    for rule in RULES_ACROSS:
-        for attribute, columns in rule.reads.items():
-            # imaging findings always travel with their report: no finding is shown elsewhere
-            if attribute != "imaging_findings":
-                assert set(columns) <= set(kept[attribute]), (rule.check.__name__, attribute)
-
-
-class _Recorded:
-    """A row that notes each column read of it."""
-
-    def __init__(self, row: object, attribute: str, seen: set[tuple[str, str]]) -> None:
-        self._row, self._attribute, self._seen = row, attribute, seen
-
-    def __getattr__(self, name: str) -> object:
-        self._seen.add((self._attribute, name))
-        return getattr(self._row, name)
-
-
-@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.check.__name__)
-def test_each_rule_reads_only_the_columns_it_declares(demo_study: Study, rule: Rule) -> None:
-    seen: set[tuple[str, str]] = set()
-    update: dict[str, object] = {"info": _Recorded(demo_study.info, "info", seen)}
-    for table in TABLES:
-        rows = getattr(demo_study, table.attribute)
-        update[table.attribute] = [_Recorded(row, table.attribute, seen) for row in rows]
-    assert list(rule.check(demo_study.model_copy(update=update))) == []
-    assert seen <= {(a, column) for a, columns in rule.reads.items() for column in columns}
-
-
-@pytest.mark.parametrize("name", list(ACROSS))
-def test_a_defect_across_participants_reads_the_same_streamed_and_whole(
-    grouped_dir: Path, name: str
-) -> None:
-    file, participant, nth, column, value, says = ACROSS[name]
-    index = row_index(grouped_dir, file, participant, nth) if participant else nth
-    line = set_cell(grouped_dir, file, index, column, value)
-    problems = whole_study_problems(grouped_dir)
-    assert f"{grouped_dir / file}:{line}: {says}" in problems
-    with pytest.raises(InvalidDataError) as caught:
-        for _ in read_participant_groups(grouped_dir):
-            pass
-    assert str(caught.value) == problems
