@@ -22,7 +22,7 @@ from fhir_admsc import study
 from fhir_admsc import terminology as term
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.output import refuse_non_empty_folder, write_atomic, write_files
-from fhir_admsc.study import STUDY_FILE, TABLES, Arm, StudyInfo
+from fhir_admsc.study import INJECTION_COLUMNS, STUDY_FILE, TABLES, Arm, StudyInfo
 from fhir_admsc.tables import CsvText, study_info_json
 
 # The contract page, relative to the root of the source tree.
@@ -154,16 +154,6 @@ MEANINGS: dict[str, dict[str, str]] = {
         "finding": "What was assessed.",
         "value": "The value found, of its finding's kind, range and unit.",
     },
-}
-
-# The columns of procedures.csv that only an injection has: True where every injection needs one.
-INJECTION_COLUMNS: dict[str, bool] = {
-    "disc_level": True,
-    "injection_number": True,
-    "cell_dose": True,
-    "product_lot": True,
-    "viability_pct": False,
-    "harvest_procedure_id": True,
 }
 
 # Optional columns that some rows must fill in: what the page says in the "required" cell.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -429,7 +429,24 @@ class RowProblem:
 
 def check_study(study: Study) -> list[RowProblem]:
     """Every cross-table defect of ``study`` (duplicates, dangling references, dates out of order)."""
-    return list(_cross_table_problems(study))
+    return [problem for rule in RULES for problem in rule.check(study)]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-table rule of the data contract: its check, the columns it reads by Study
+    attribute ("info" for study.json), and whether it relates the rows of one participant to
+    those of others (the streamed reader then shows it those rows, with the columns it reads)."""
+
+    check: Callable[[Study], Iterator[RowProblem]]
+    reads: Mapping[str, tuple[str, ...]]
+    across_participants: bool = False
+
+
+def columns_read_across(attribute: str) -> list[str]:
+    """The columns of table ``attribute`` that the rules across participants read."""
+    columns = (c for r in RULES if r.across_participants for c in r.reads.get(attribute, ()))
+    return list(dict.fromkeys(columns))
 
 
 def _show(value: Any) -> str | None:
@@ -452,40 +469,67 @@ def _duplicates(
             )
 
 
-def _cross_table_problems(study: Study) -> Iterator[RowProblem]:  # noqa: C901 - one rule list
-    participants = {p.participant_id: p for p in study.participants}
-    visit_dates = study.visit_dates()
-    site_ids = {s.site_id for s in study.info.sites or []}
-    procedures = {p.procedure_id: p for p in study.procedures}
-    reports = {r.report_id for r in study.imaging_reports}
+def _unknown_participants(study: Study, file: str, rows: list[Any]) -> Iterator[RowProblem]:
+    """Rows whose participant is not in participants.csv."""
+    known = {p.participant_id for p in study.participants}
+    for i, row in enumerate(rows):
+        if row.participant_id not in known:
+            yield RowProblem(
+                file, i, "participant_id", row.participant_id, "is not in participants.csv"
+            )
 
+
+def _at_visits(study: Study, file: str, rows: list[Any]) -> Iterator[RowProblem]:
+    """Rows of participants of participants.csv, at visits of visits.csv."""
+    participants = {p.participant_id for p in study.participants}
+    visits = {(v.participant_id, v.visit) for v in study.visits}
+    yield from _unknown_participants(study, file, rows)
+    for i, row in enumerate(rows):
+        if row.participant_id in participants and (row.participant_id, row.visit) not in visits:
+            yield RowProblem(
+                file,
+                i,
+                "visit",
+                row.visit,
+                f"is not in visits.csv for participant {row.participant_id}",
+            )
+
+
+def _study_dates(study: Study) -> Iterator[RowProblem]:
     if study.info.start and study.info.end and study.info.end < study.info.start:
         yield RowProblem(STUDY_FILE, None, "end", str(study.info.end), "is before 'start'")
+
+
+def _site_ids(study: Study) -> Iterator[RowProblem]:
+    sites = study.info.sites or []
+    yield from _duplicates(STUDY_FILE, sites, lambda s: s.site_id, "site_id", "site_id")
+
+
+def _participant_ids(study: Study) -> Iterator[RowProblem]:
     yield from _duplicates(
-        STUDY_FILE, study.info.sites or [], lambda s: s.site_id, "site_id", "site_id"
+        "participants.csv",
+        study.participants,
+        lambda p: p.participant_id,
+        "participant_id",
+        "participant_id",
     )
 
+
+def _participants(study: Study) -> Iterator[RowProblem]:
     file = "participants.csv"
-    yield from _duplicates(
-        file, study.participants, lambda p: p.participant_id, "participant_id", "participant_id"
-    )
+    site_ids = {s.site_id for s in study.info.sites or []}
     for i, p in enumerate(study.participants):
         if p.site_id is not None and p.site_id not in site_ids:
             yield RowProblem(file, i, "site_id", p.site_id, "is not a site of study.json")
-        if p.status == "withdrawn" and p.withdrawn_on is None:
+        if p.status == term.WITHDRAWN and p.withdrawn_on is None:
             yield RowProblem(file, i, "withdrawn_on", None, "is required when status is withdrawn")
         if p.withdrawn_on is not None and p.withdrawn_on < p.enrolled_on:
             yield RowProblem(file, i, "withdrawn_on", str(p.withdrawn_on), "is before enrolled_on")
 
-    def unknown_participant(file: str, i: int, pid: str) -> Iterator[RowProblem]:
-        if pid not in participants:
-            yield RowProblem(file, i, "participant_id", pid, "is not in participants.csv")
 
-    def unknown_visit(file: str, i: int, pid: str, visit: str) -> Iterator[RowProblem]:
-        if pid in participants and (pid, visit) not in visit_dates:
-            yield RowProblem(file, i, "visit", visit, f"is not in visits.csv for participant {pid}")
-
+def _visits(study: Study) -> Iterator[RowProblem]:
     file = "visits.csv"
+    participants = {p.participant_id: p for p in study.participants}
     yield from _duplicates(
         file,
         study.visits,
@@ -493,10 +537,8 @@ def _cross_table_problems(study: Study) -> Iterator[RowProblem]:  # noqa: C901 -
         "visit",
         "one row per participant and visit",
     )
-    by_participant: dict[str, list[tuple[int, Visit]]] = defaultdict(list)
+    yield from _unknown_participants(study, file, study.visits)
     for i, v in enumerate(study.visits):
-        yield from unknown_participant(file, i, v.participant_id)
-        by_participant[v.participant_id].append((i, v))
         p = participants.get(v.participant_id)
         if p is not None and v.visit_date < p.enrolled_on:
             yield RowProblem(
@@ -506,111 +548,130 @@ def _cross_table_problems(study: Study) -> Iterator[RowProblem]:  # noqa: C901 -
                 str(v.visit_date),
                 f"is before enrolment of {v.participant_id} ({p.enrolled_on})",
             )
+
+
+def _visit_order(study: Study) -> Iterator[RowProblem]:
+    by_participant: dict[str, list[tuple[int, Visit]]] = defaultdict(list)
+    for i, v in enumerate(study.visits):
+        by_participant[v.participant_id].append((i, v))
     for rows in by_participant.values():
         ordered = sorted(rows, key=lambda iv: term.VISIT_ORDER.index(iv[1].visit))
         for (_, before), (i, after) in zip(ordered, ordered[1:], strict=False):
             if after.visit_date <= before.visit_date and after.visit != before.visit:
                 yield RowProblem(
-                    file,
+                    "visits.csv",
                     i,
                     "visit_date",
                     str(after.visit_date),
                     f"is not after the {before.visit} visit ({before.visit_date})",
                 )
 
-    file = "procedures.csv"
+
+def _procedure_ids(study: Study) -> Iterator[RowProblem]:
     yield from _duplicates(
-        file, study.procedures, lambda p: p.procedure_id, "procedure_id", "procedure_id"
+        "procedures.csv", study.procedures, lambda p: p.procedure_id, "procedure_id", "procedure_id"
     )
+
+
+def _injection_numbers(study: Study) -> Iterator[RowProblem]:
     yield from _duplicates(
-        file,
+        "procedures.csv",
         study.procedures,
-        lambda p: (p.participant_id, p.injection_number) if p.type == "injection" else None,
+        lambda p: (p.participant_id, p.injection_number) if p.type == term.INJECTION_TYPE else None,
         "injection_number",
         "one injection of each number per participant",
     )
-    injection_only = [
-        "disc_level",
-        "injection_number",
-        "cell_dose",
-        "product_lot",
-        "viability_pct",
-        "harvest_procedure_id",
-    ]
-    required_for_injection = [
-        "disc_level",
-        "injection_number",
-        "cell_dose",
-        "product_lot",
-        "harvest_procedure_id",
-    ]
-    lots: dict[str, list[tuple[int, Procedure]]] = defaultdict(list)
+
+
+# The columns of procedures.csv that only an injection has: True where every injection needs one.
+INJECTION_COLUMNS: dict[str, bool] = {
+    "disc_level": True,
+    "injection_number": True,
+    "cell_dose": True,
+    "product_lot": True,
+    "viability_pct": False,
+    "harvest_procedure_id": True,
+}
+
+
+def _procedures(study: Study) -> Iterator[RowProblem]:
+    file = "procedures.csv"
+    yield from _unknown_participants(study, file, study.procedures)
     for i, proc in enumerate(study.procedures):
-        yield from unknown_participant(file, i, proc.participant_id)
-        if proc.type == "harvest":
-            for column in injection_only:
-                if getattr(proc, column) is not None:
-                    yield RowProblem(
-                        file,
-                        i,
-                        column,
-                        _show(getattr(proc, column)),
-                        "is for injections only: leave it empty for a harvest",
-                    )
-            continue
-        for column in required_for_injection:
-            if getattr(proc, column) is None:
+        for column, required in INJECTION_COLUMNS.items():
+            value = getattr(proc, column)
+            if proc.type == term.HARVEST_TYPE and value is not None:
+                yield RowProblem(
+                    file,
+                    i,
+                    column,
+                    _show(value),
+                    "is for injections only: leave it empty for a harvest",
+                )
+            elif proc.type != term.HARVEST_TYPE and required and value is None:
                 yield RowProblem(file, i, column, None, "is required for an injection")
-        if proc.product_lot is not None:
-            lots[proc.product_lot].append((i, proc))
-        harvest = procedures.get(proc.harvest_procedure_id or "")
-        if proc.harvest_procedure_id is None:
-            pass
-        elif harvest is None or harvest.type != "harvest":
-            yield RowProblem(
-                file,
-                i,
-                "harvest_procedure_id",
-                proc.harvest_procedure_id,
-                "is not a harvest in procedures.csv",
-            )
+
+
+def _harvests(study: Study) -> Iterator[RowProblem]:
+    procedures = {p.procedure_id: p for p in study.procedures}
+    for i, proc in enumerate(study.procedures):
+        if proc.type == term.HARVEST_TYPE or proc.harvest_procedure_id is None:
+            continue
+        harvest = procedures.get(proc.harvest_procedure_id)
+        if harvest is None or harvest.type != term.HARVEST_TYPE:
+            message = "is not a harvest in procedures.csv"
         elif harvest.participant_id != proc.participant_id:
-            yield RowProblem(
-                file,
-                i,
-                "harvest_procedure_id",
-                proc.harvest_procedure_id,
-                f"is a harvest of another participant ({harvest.participant_id})",
-            )
+            message = f"is a harvest of another participant ({harvest.participant_id})"
         elif harvest.performed_on > proc.performed_on:
             yield RowProblem(
-                file,
+                "procedures.csv",
                 i,
                 "performed_on",
                 str(proc.performed_on),
                 f"is before its harvest {harvest.procedure_id} ({harvest.performed_on})",
             )
+            continue
+        else:
+            continue
+        yield RowProblem(
+            "procedures.csv", i, "harvest_procedure_id", proc.harvest_procedure_id, message
+        )
+
+
+_SAME_IN_LOT = ("participant_id", "viability_pct", "harvest_procedure_id")
+
+
+def _lots(study: Study) -> Iterator[RowProblem]:
+    lots: dict[str, list[tuple[int, Procedure]]] = defaultdict(list)
+    for i, proc in enumerate(study.procedures):
+        if proc.type != term.HARVEST_TYPE and proc.product_lot is not None:
+            lots[proc.product_lot].append((i, proc))
     for lot_rows in lots.values():
         _, first = lot_rows[0]
         for i, proc in lot_rows[1:]:
-            for column in ("participant_id", "viability_pct", "harvest_procedure_id"):
+            for column in _SAME_IN_LOT:
                 if getattr(proc, column) != getattr(first, column):
                     yield RowProblem(
-                        file,
+                        "procedures.csv",
                         i,
                         column,
                         _show(getattr(proc, column)),
                         f"differs from the other injections of lot "
                         f"{proc.product_lot} ({_show(getattr(first, column))})",
                     )
+
+
+def _second_injections(study: Study) -> Iterator[RowProblem]:
     injections = {
-        (p.participant_id, p.injection_number): p for p in study.procedures if p.type == "injection"
+        (p.participant_id, p.injection_number): p
+        for p in study.procedures
+        if p.type == term.INJECTION_TYPE
     }
     for i, proc in enumerate(study.procedures):
         first = injections.get((proc.participant_id, 1))
         if proc.injection_number == 2 and first is None:
             yield RowProblem(
-                file,
+                "procedures.csv",
                 i,
                 "injection_number",
                 "2",
@@ -618,77 +679,167 @@ def _cross_table_problems(study: Study) -> Iterator[RowProblem]:  # noqa: C901 -
             )
         elif proc.injection_number == 2 and first and proc.performed_on <= first.performed_on:
             yield RowProblem(
-                file,
+                "procedures.csv",
                 i,
                 "performed_on",
                 str(proc.performed_on),
                 f"is not after the first injection ({first.performed_on})",
             )
 
-    file = "outcomes.csv"
+
+def _outcomes(study: Study) -> Iterator[RowProblem]:
     yield from _duplicates(
-        file,
+        "outcomes.csv",
         study.outcomes,
         lambda o: (o.participant_id, o.visit, o.measure),
         "measure",
         "one row per participant, visit and measure",
     )
-    for i, o in enumerate(study.outcomes):
-        yield from unknown_participant(file, i, o.participant_id)
-        yield from unknown_visit(file, i, o.participant_id, o.visit)
+    yield from _at_visits(study, "outcomes.csv", study.outcomes)
 
-    file = "medications.csv"
+
+def _medications(study: Study) -> Iterator[RowProblem]:
     yield from _duplicates(
-        file,
+        "medications.csv",
         study.medications,
         lambda m: (m.participant_id, m.visit, m.medication),
         "medication",
         "one row per participant, visit and medication",
     )
-    for i, m in enumerate(study.medications):
-        yield from unknown_participant(file, i, m.participant_id)
-        yield from unknown_visit(file, i, m.participant_id, m.visit)
+    yield from _at_visits(study, "medications.csv", study.medications)
 
+
+def _event_ids(study: Study) -> Iterator[RowProblem]:
+    yield from _duplicates(
+        "adverse_events.csv", study.adverse_events, lambda e: e.event_id, "event_id", "event_id"
+    )
+
+
+def _adverse_events(study: Study) -> Iterator[RowProblem]:
     file = "adverse_events.csv"
-    yield from _duplicates(file, study.adverse_events, lambda e: e.event_id, "event_id", "event_id")
+    yield from _unknown_participants(study, file, study.adverse_events)
     for i, e in enumerate(study.adverse_events):
-        yield from unknown_participant(file, i, e.participant_id)
         if e.resolved_on is not None and e.resolved_on < e.onset_on:
             yield RowProblem(file, i, "resolved_on", str(e.resolved_on), "is before onset_on")
+
+
+def _suspected_procedures(study: Study) -> Iterator[RowProblem]:
+    procedures = {p.procedure_id: p for p in study.procedures}
+    for i, e in enumerate(study.adverse_events):
         suspect = procedures.get(e.suspected_procedure_id or "")
         if e.suspected_procedure_id is not None and suspect is None:
-            yield RowProblem(
-                file,
-                i,
-                "suspected_procedure_id",
-                e.suspected_procedure_id,
-                "is not in procedures.csv",
-            )
+            message = "is not in procedures.csv"
         elif suspect is not None and suspect.participant_id != e.participant_id:
-            yield RowProblem(
-                file,
-                i,
-                "suspected_procedure_id",
-                e.suspected_procedure_id,
-                f"is a procedure of another participant ({suspect.participant_id})",
-            )
+            message = f"is a procedure of another participant ({suspect.participant_id})"
+        else:
+            continue
+        yield RowProblem(
+            "adverse_events.csv", i, "suspected_procedure_id", e.suspected_procedure_id, message
+        )
 
-    file = "imaging_reports.csv"
+
+def _report_ids(study: Study) -> Iterator[RowProblem]:
     yield from _duplicates(
-        file, study.imaging_reports, lambda r: r.report_id, "report_id", "report_id"
+        "imaging_reports.csv",
+        study.imaging_reports,
+        lambda r: r.report_id,
+        "report_id",
+        "report_id",
     )
-    for i, r in enumerate(study.imaging_reports):
-        yield from unknown_participant(file, i, r.participant_id)
-        yield from unknown_visit(file, i, r.participant_id, r.visit)
 
-    file = "imaging_findings.csv"
+
+def _imaging_reports(study: Study) -> Iterator[RowProblem]:
+    yield from _at_visits(study, "imaging_reports.csv", study.imaging_reports)
+
+
+def _imaging_findings(study: Study) -> Iterator[RowProblem]:
     yield from _duplicates(
-        file,
+        "imaging_findings.csv",
         study.imaging_findings,
         lambda f: (f.report_id, f.disc_level, f.finding),
         "finding",
         "one row per report, disc level and finding",
     )
+
+
+def _finding_reports(study: Study) -> Iterator[RowProblem]:
+    reports = {r.report_id for r in study.imaging_reports}
     for i, f in enumerate(study.imaging_findings):
         if f.report_id not in reports:
-            yield RowProblem(file, i, "report_id", f.report_id, "is not in imaging_reports.csv")
+            yield RowProblem(
+                "imaging_findings.csv", i, "report_id", f.report_id, "is not in imaging_reports.csv"
+            )
+
+
+_AT_VISIT = ("participant_id", "visit")
+_PARTICIPANTS = {"participants": ("participant_id",)}
+_AT_VISITS = {"participants": ("participant_id",), "visits": _AT_VISIT}
+
+# Every cross-table rule, in the order their defects of one row are listed.
+RULES = [
+    Rule(_study_dates, {"info": ("start", "end")}),
+    Rule(_site_ids, {"info": ("sites",)}),
+    Rule(_participant_ids, {"participants": ("participant_id",)}),
+    Rule(
+        _participants,
+        {
+            "info": ("sites",),
+            "participants": ("site_id", "status", "withdrawn_on", "enrolled_on"),
+        },
+    ),
+    Rule(
+        _visits,
+        {
+            "participants": ("participant_id", "enrolled_on"),
+            "visits": (*_AT_VISIT, "visit_date"),
+        },
+    ),
+    Rule(_visit_order, {"visits": (*_AT_VISIT, "visit_date")}),
+    Rule(_procedure_ids, {"procedures": ("procedure_id",)}, across_participants=True),
+    Rule(_injection_numbers, {"procedures": ("participant_id", "type", "injection_number")}),
+    Rule(
+        _procedures,
+        {**_PARTICIPANTS, "procedures": ("participant_id", "type", *INJECTION_COLUMNS)},
+    ),
+    Rule(
+        _harvests,
+        {
+            "procedures": (
+                "procedure_id",
+                "participant_id",
+                "type",
+                "performed_on",
+                "harvest_procedure_id",
+            )
+        },
+        across_participants=True,
+    ),
+    Rule(_lots, {"procedures": ("type", "product_lot", *_SAME_IN_LOT)}, across_participants=True),
+    Rule(
+        _second_injections,
+        {"procedures": ("participant_id", "type", "injection_number", "performed_on")},
+    ),
+    Rule(_outcomes, {**_AT_VISITS, "outcomes": (*_AT_VISIT, "measure")}),
+    Rule(_medications, {**_AT_VISITS, "medications": (*_AT_VISIT, "medication")}),
+    Rule(_event_ids, {"adverse_events": ("event_id",)}, across_participants=True),
+    Rule(
+        _adverse_events,
+        {**_PARTICIPANTS, "adverse_events": ("participant_id", "onset_on", "resolved_on")},
+    ),
+    Rule(
+        _suspected_procedures,
+        {
+            "adverse_events": ("participant_id", "suspected_procedure_id"),
+            "procedures": ("procedure_id", "participant_id"),
+        },
+        across_participants=True,
+    ),
+    Rule(_report_ids, {"imaging_reports": ("report_id",)}, across_participants=True),
+    Rule(_imaging_reports, {**_AT_VISITS, "imaging_reports": _AT_VISIT}),
+    Rule(_imaging_findings, {"imaging_findings": ("report_id", "disc_level", "finding")}),
+    Rule(
+        _finding_reports,
+        {"imaging_findings": ("report_id",), "imaging_reports": ("report_id",)},
+        across_participants=True,
+    ),
+]

@@ -12,7 +12,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,10 +21,9 @@ from fhir_admsc import limits
 from fhir_admsc.errors import InvalidDataError, Problem
 from fhir_admsc.output import write_files
 from fhir_admsc.study import (
+    RULES,
     STUDY_FILE,
     TABLES,
-    AdverseEvent,
-    ImagingReport,
     Procedure,
     RowProblem,
     Study,
@@ -33,7 +31,9 @@ from fhir_admsc.study import (
     Table,
     cell_text,
     check_study,
+    columns_read_across,
 )
+from fhir_admsc.terminology import INJECTION_TYPE
 
 
 def read_study(folder: str | Path, notify: Callable[[str], None] | None = None) -> Study:
@@ -240,7 +240,7 @@ class ParticipantGroups:
         return lambda row: (
             position
             if row.report_id in reports
-            else self._positions.get(others.reports.get(row.report_id, (0, ""))[1])
+            else self._positions.get(others.participant_of("imaging_reports", row.report_id))
         )
 
     def _take(
@@ -267,19 +267,24 @@ class ParticipantGroups:
     def _check(
         self, group: Study, lines: dict[str, list[int | None]], others: _OtherRows
     ) -> list[Problem]:
-        """The cross-table defects of ``group``'s rows, judged with the rows of other
-        participants they relate to next to them."""
-        before, after = others.around(group)
+        """The cross-table defects of ``group``'s rows, judged by the rules across participants
+        with the rows of other participants they relate to next to them."""
+        before, after = others.around(group, lines[_TABLE["procedures"].file])
+        around, around_lines = group, dict(lines)
         if before or after:
             update = {}
             for attribute in before.keys() | after.keys():
                 file = _TABLE[attribute].file
                 ahead, behind = before.get(attribute, []), after.get(attribute, [])
                 update[attribute] = [*ahead, *getattr(group, attribute), *behind]
-                lines[file] = [*(None for _ in ahead), *lines[file], *(None for _ in behind)]
-            group = group.model_copy(update=update)
-        found = (p for p in check_study(group) if p.file not in (STUDY_FILE, _PARTICIPANTS))
-        return _located(self.folder, found, lines)
+                around_lines[file] = [*(None for _ in ahead), *lines[file], *(None for _ in behind)]
+            around = group.model_copy(update=update)
+        found: list[Problem] = []
+        for rule in RULES:
+            study, at = (around, around_lines) if rule.across_participants else (group, lines)
+            own = (p for p in rule.check(study) if p.file not in (STUDY_FILE, _PARTICIPANTS))
+            found += _located(self.folder, own, at)
+        return sorted(found, key=_position)
 
 
 def _shared(index: dict[str, _Entry], keys: Iterable[str]) -> Iterator[tuple[str, _Entry]]:
@@ -302,101 +307,88 @@ class _Cursor:
 
 
 class _OtherRows:
-    """What ``check_study`` must see of other participants' rows to judge one participant's: by
-    id, every procedure, adverse event and imaging report (the last row with the id, and how
-    many rows have it), and the first injection of every product lot.
+    """What the rules across participants must see of other participants' rows to judge one
+    participant's: by id, every procedure, adverse event and imaging report (the last row with
+    the id, and how many rows have it), and the first injection of every product lot.
 
-    Read in a first pass over those three tables and kept as small tuples; a row is rebuilt from
-    them only to be shown next to a participant's rows that refer to it or share a key with it.
+    Read in a first pass over those three tables, keeping of each row its participant and the
+    columns that ``RULES`` across participants read, as small tuples; a row is rebuilt from them
+    only to be shown next to a participant's rows that refer to it or share a key with it.
     """
 
     def __init__(self, folder: Path) -> None:
-        self.procedures: dict[str, tuple[int, str, str, date]] = {}
-        self.lots: dict[str, tuple[str, str, date, float | None, str | None]] = {}
-        self.events: dict[str, tuple[int, str, date]] = {}
-        self.reports: dict[str, tuple[int, str, str]] = {}
+        self.columns = {
+            attribute: list(dict.fromkeys([key, "participant_id", *columns_read_across(attribute)]))
+            for attribute, key in _KEYS.items()
+        }
+        self.rows: dict[str, dict[str, tuple[int, tuple[Any, ...]]]] = {}
+        self.lots: dict[str, tuple[int, tuple[Any, ...]]] = {}  # line and row, by lot
         ignored: list[Problem] = []  # the second pass over the tables reports them
-        for _, p in _stream_rows(folder, _TABLE["procedures"], ignored):
-            count = self.procedures.get(p.procedure_id, (0,))[0] + 1
-            self.procedures[p.procedure_id] = (count, p.participant_id, p.type, p.performed_on)
-            if p.type == "injection" and p.product_lot is not None:
-                self.lots.setdefault(
-                    p.product_lot,
-                    (
-                        p.procedure_id,
-                        p.participant_id,
-                        p.performed_on,
-                        p.viability_pct,
-                        p.harvest_procedure_id,
-                    ),
-                )
-        for _, e in _stream_rows(folder, _TABLE["adverse_events"], ignored):
-            count = self.events.get(e.event_id, (0,))[0] + 1
-            self.events[e.event_id] = (count, e.participant_id, e.onset_on)
-        for _, r in _stream_rows(folder, _TABLE["imaging_reports"], ignored):
-            count = self.reports.get(r.report_id, (0,))[0] + 1
-            self.reports[r.report_id] = (count, r.participant_id, r.visit)
+        for attribute, key in _KEYS.items():
+            index = self.rows[attribute] = {}
+            for line, row in _stream_rows(folder, _TABLE[attribute], ignored):
+                values = tuple(getattr(row, column) for column in self.columns[attribute])
+                index[getattr(row, key)] = (index.get(getattr(row, key), (0,))[0] + 1, values)
+                if attribute == "procedures" and _first_of_lot(row):
+                    self.lots.setdefault(row.product_lot, (line, values))
 
-    def around(self, group: Study) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    def participant_of(self, attribute: str, key: str) -> str:
+        """The participant of the last row of table ``attribute`` with id ``key`` ("" if none)."""
+        return self.rows[attribute].get(key, (0, ("", "")))[1][1]
+
+    def around(
+        self, group: Study, procedure_lines: Sequence[int | None]
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         """Rows of others to show before and after ``group``'s own rows, by Study attribute.
 
-        Before: the first injection of each lot the group uses, when another participant's
-        (it stays first of its lot). After: a row with each procedure, event or report id that
-        the group shares with rows outside it, and the procedures its rows refer to.
+        Before: the first injection of each lot the group uses, when not one of the group's
+        rows (at ``procedure_lines``), in file order (it stays first of its lot). After: a row
+        with each procedure, event or report id that the group shares with rows outside it, and
+        the procedures its rows refer to.
         """
         own = {p.procedure_id for p in group.procedures}
-        lots: dict[str, Procedure] = {}
+        lots: dict[int, Any] = {}
         for p in group.procedures:
-            first = self.lots.get(p.product_lot or "") if p.type == "injection" else None
-            if first is not None and first[0] not in own:
-                lots[first[0]] = self._first_injection(p.product_lot or "", first)
-        shared = [
-            key for key, _ in _shared(self.procedures, (p.procedure_id for p in group.procedures))
-        ]
+            if _first_of_lot(p) and p.product_lot in self.lots:
+                line, first = self.lots[p.product_lot]
+                if line not in procedure_lines:
+                    lots[line] = self._row("procedures", first)
+        procedures = self.rows["procedures"]
+        shared = [key for key, _ in _shared(procedures, (p.procedure_id for p in group.procedures))]
         references = [p.harvest_procedure_id for p in group.procedures]
         references += [e.suspected_procedure_id for e in group.adverse_events]
-        shared += [r for r in references if r not in own and r in self.procedures]
+        shared += [r for r in references if r not in own and r in procedures]
         after = {
-            "procedures": [self._procedure(key) for key in dict.fromkeys(shared)],
-            "adverse_events": [
-                AdverseEvent.model_construct(event_id=key, participant_id=pid, onset_on=onset)
-                for key, (_, pid, onset) in _shared(
-                    self.events, (e.event_id for e in group.adverse_events)
-                )
+            "procedures": [
+                self._row("procedures", procedures[key][1]) for key in dict.fromkeys(shared)
             ],
-            "imaging_reports": [
-                ImagingReport.model_construct(report_id=key, participant_id=pid, visit=visit)
-                for key, (_, pid, visit) in _shared(
-                    self.reports, (r.report_id for r in group.imaging_reports)
-                )
-            ],
+            **{
+                attribute: [
+                    self._row(attribute, values)
+                    for _, (_, values) in _shared(
+                        self.rows[attribute],
+                        (getattr(row, _KEYS[attribute]) for row in getattr(group, attribute)),
+                    )
+                ]
+                for attribute in ("adverse_events", "imaging_reports")
+            },
         }
-        before = {"procedures": list(lots.values())} if lots else {}
+        before = {"procedures": [lots[line] for line in sorted(lots)]} if lots else {}
         return before, {attribute: rows for attribute, rows in after.items() if rows}
 
-    def _procedure(self, procedure_id: str) -> Procedure:
-        _, participant_id, kind, performed_on = self.procedures[procedure_id]
-        return Procedure.model_construct(
-            procedure_id=procedure_id,
-            participant_id=participant_id,
-            type=kind,
-            performed_on=performed_on,
-        )
+    def _row(self, attribute: str, values: tuple[Any, ...]) -> Any:
+        """A row of table ``attribute`` with only the kept columns filled in."""
+        model = _TABLE[attribute].model
+        return model.model_construct(**dict(zip(self.columns[attribute], values, strict=True)))
 
-    @staticmethod
-    def _first_injection(
-        lot: str, first: tuple[str, str, date, float | None, str | None]
-    ) -> Procedure:
-        procedure_id, participant_id, performed_on, viability, harvest = first
-        return Procedure.model_construct(
-            procedure_id=procedure_id,
-            participant_id=participant_id,
-            type="injection",
-            performed_on=performed_on,
-            product_lot=lot,
-            viability_pct=viability,
-            harvest_procedure_id=harvest,
-        )
+
+# The tables whose rows other participants' rows refer to or share ids with, and their id.
+_KEYS = {"procedures": "procedure_id", "adverse_events": "event_id", "imaging_reports": "report_id"}
+
+
+def _first_of_lot(procedure: Procedure) -> bool:
+    """Whether ``procedure`` may be the first injection of its product lot."""
+    return procedure.type == INJECTION_TYPE and procedure.product_lot is not None
 
 
 def _problems_of(

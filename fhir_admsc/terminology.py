@@ -233,7 +233,10 @@ INJECTION = Concept(
     "intradiscal-admsc-injection",
     "Intradiscal injection of autologous adipose-derived mesenchymal stem cells",
 )
-PROCEDURES: dict[str, Concept] = {"harvest": HARVEST, "injection": INJECTION}
+# procedures.csv `type`
+HARVEST_TYPE = "harvest"
+INJECTION_TYPE = "injection"
+PROCEDURES: dict[str, Concept] = {HARVEST_TYPE: HARVEST, INJECTION_TYPE: INJECTION}
 INTRADISCAL_ROUTE = (V3_ROUTE, "IDISCINJ", "Injection, intradiscal")
 LIPOASPIRATE = Concept("lipoaspirate", "Lipoaspirate (abdominal subcutaneous adipose tissue)")
 ADMSC_PRODUCT = Concept("admsc-product", "Culture-expanded autologous adipose-derived MSC")
@@ -323,6 +326,7 @@ RESEARCH_SUBJECT_STATUS = [
 ]
 
 MEDICATION_STATUS = {"taking": "active", "stopped": "stopped"}
+WITHDRAWN = "withdrawn"  # the research-subject-status of a participant who left the study
 
 
 def all_concepts() -> list[Concept]:

@@ -1,26 +1,37 @@
-"""A validation run: read the inputs, check every resource, then the rules of Bundles and of the
-study as a whole; issues come back in input order."""
+"""A validation run: read the inputs, check every resource, then the rules of Bundles and the
+rules across resources it is given (the study's by default); issues come back in input order."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fhir_admsc import r4
-from fhir_admsc import terminology as term
 from fhir_admsc.resources import label, reference_key
 from fhir_admsc.validation.catalog import Catalog, load_ig, project_catalog
 from fhir_admsc.validation.engine import Validator, profile_type
 from fhir_admsc.validation.fhirpath import Resolver
 from fhir_admsc.validation.inputs import Document, read_documents
 from fhir_admsc.validation.issues import Issue
+from fhir_admsc.validation.study_rules import RULES
+
+
+class ResourceRule(Protocol):
+    """A rule across resources: shown first every resource of ``kept_types``, then asked about
+    each checked resource."""
+
+    kept_types: frozenset[str]
+
+    def see(self, resource: Any) -> None: ...
+
+    def check(self, resource: Any) -> Issue | None: ...
+
 
 BUNDLE_RULES = "fhir-admsc:bundle"
-STUDY_RULES = "fhir-admsc:study"
 # Bundle types whose references must all resolve inside the Bundle.
 SELF_CONTAINED = {"transaction", "collection", "batch", "document", "message"}
 
@@ -51,27 +62,29 @@ def validate_paths(
     igs: Iterable[Path] = (),
     profiles: Iterable[str] = (),
     progress: Callable[[int], None] | None = None,
+    rules: Sequence[Callable[[], ResourceRule]] = RULES,
 ) -> tuple[list[Issue], int]:
     """Validate every resource in ``paths``; returns the issues and how many resources were read.
 
     NDJSON inputs are streamed (see ``_validate_stream``); Bundles and JSON files are read whole.
     Inputs without a single resource are a fatal issue: a missing artefact never passes. A
     ``profiles`` URL that no loaded package defines raises ConfigurationError before any reading.
-    ``progress`` is told how many resources have been checked so far.
+    ``progress`` is told how many resources have been checked so far; ``rules`` make the rules
+    across resources (by default the study's).
     """
     paths = [Path(p) for p in paths]
     catalog = catalog_for(igs)
     for url in profiles:
         profile_type(catalog, url)
     if paths and all(_ndjson_only(p) for p in paths):
-        issues, checked = _validate_stream(paths, catalog, profiles, progress)
+        issues, checked = _validate_stream(paths, catalog, profiles, progress, rules)
     else:
         documents: list[Document] = []
         issues = []
         for path in paths:
             for item in read_documents(path):
                 (issues if isinstance(item, Issue) else documents).append(item)
-        found, checked = validate_documents(documents, catalog, profiles, progress)
+        found, checked = validate_documents(documents, catalog, profiles, progress, rules)
         issues += found
     if checked == 0:
         where = ", ".join(str(p) for p in paths)
@@ -93,14 +106,15 @@ def _validate_stream(
     catalog: Catalog,
     profiles: Iterable[str],
     progress: Callable[[int], None] | None,
+    rules: Sequence[Callable[[], ResourceRule]],
 ) -> tuple[list[Issue], int]:
     """Validate NDJSON one line at a time, in two passes, so that memory does not grow with the
     number of resources: the first keeps only the resources that rules look up in others (those
-    the profiles' invariants ``resolve()``, and the procedures the study rules date), the second
+    the profiles' invariants ``resolve()``, and those the resource rules are shown), the second
     checks every line against them and lets it go."""
-    kept_types = _resolved_types(catalog) | {"Procedure"}
+    made = [rule() for rule in rules]
+    kept_types = _resolved_types(catalog).union(*(rule.kept_types for rule in made))
     kept = _Encoded()
-    first: dict[str, str] = {}
     for path in paths:
         for item in read_documents(path):
             value = item.value if isinstance(item, Document) else None
@@ -108,7 +122,9 @@ def _validate_stream(
             if isinstance(kind, str) and kind in kept_types:
                 if (ref := label(value)) is not None:
                     kept.keep(ref, value)
-                _first_procedures([value], first)
+                for rule in made:
+                    if kind in rule.kept_types:
+                        rule.see(value)
     validator, resolver = Validator(catalog, profiles), Resolver(kept)
     issues: list[Issue] = []
     checked = 0
@@ -119,7 +135,7 @@ def _validate_stream(
                 continue
             for item in _checked([document]):
                 issues.extend(_check(validator, item, resolver))
-                issues.extend(_study_rule(item, first))
+                issues.extend(_rule_issues(made, item))
                 checked += bool(item.prefix or not _is_bundle(item.resource))
             if progress:
                 progress(checked)
@@ -159,7 +175,10 @@ def validate_documents(
     catalog: Catalog,
     profiles: Iterable[str] = (),
     progress: Callable[[int], None] | None = None,
+    rules: Sequence[Callable[[], ResourceRule]] = RULES,
 ) -> tuple[list[Issue], int]:
+    """Validate documents held in memory as one set; returns the issues and how many resources
+    were checked."""
     validator = Validator(catalog, profiles)
     items = list(_checked(documents))
     resolver = Resolver({ref: c.resource for c in items if (ref := label(c.resource)) is not None})
@@ -171,9 +190,12 @@ def validate_documents(
     for document in documents:
         if _is_bundle(document.value):
             issues.extend(_bundle_rules(document))
-    first = _first_procedures(item.resource for item in items)
+    made = [rule() for rule in rules]
+    for rule in made:
+        for item in items:
+            rule.see(item.resource)
     for item in items:
-        issues.extend(_study_rule(item, first))
+        issues.extend(_rule_issues(made, item))
     return issues, sum(1 for i in items if i.prefix or not _is_bundle(i.resource))
 
 
@@ -348,55 +370,6 @@ class _Encoded(dict):
         return [self[reference] for reference in self]
 
 
-def _first_procedures(
-    resources: Iterable[Any], first: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Each subject's first study procedure date, among the procedures checked (added to
-    ``first`` when given)."""
-    first = {} if first is None else first
-    for r in resources:
-        if isinstance(r, dict) and r.get("resourceType") == "Procedure":
-            subject = _subject(r)
-            performed = r.get("performedDateTime")
-            if isinstance(subject, str) and isinstance(performed, str):
-                first[subject] = min(first.get(subject, performed), performed)
-    return first
-
-
-def _study_rule(item: Checked, first: dict[str, str]) -> list[Issue]:
-    """Rules across resources: no adverse event starts before the participant's first study
-    procedure (when that participant's procedures are among the checked resources)."""
-    r = item.resource
-    if not (
-        isinstance(r, dict)
-        and r.get("resourceType") == "AdverseEvent"
-        and term.profile_url("adverse-event") in _claimed(r)
-    ):
-        return []
-    subject = _subject(r)
-    onset = r.get("date")
-    start = first.get(subject) if isinstance(subject, str) else None
-    if not (isinstance(onset, str) and start is not None and onset[:10] < start[:10]):
-        return []
-    issue = Issue(
-        "error",
-        "invariant",
-        f"the adverse event starts ({onset[:10]}) before "
-        f"the participant's first study procedure ({start[:10]})",
-        "AdverseEvent.date",
-        f"{STUDY_RULES}#ae-after-first-procedure",
-        label(r),
-    )
-    return [_placed(issue, item)]
-
-
-def _subject(resource: dict[str, Any]) -> Any:
-    """The subject reference, or None when the element is malformed (the walk reports that)."""
-    subject = resource.get("subject")
-    return subject.get("reference") if isinstance(subject, dict) else None
-
-
-def _claimed(resource: dict[str, Any]) -> list[Any]:
-    meta = resource.get("meta")
-    profiles = meta.get("profile") if isinstance(meta, dict) else None
-    return profiles if isinstance(profiles, list) else []
+def _rule_issues(rules: list[ResourceRule], item: Checked) -> list[Issue]:
+    """The issues the resource rules find in one checked resource, placed where it is."""
+    return [_placed(issue, item) for rule in rules if (issue := rule.check(item.resource))]
