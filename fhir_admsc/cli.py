@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
-from collections.abc import Iterable, Iterator
 from importlib import resources as package_files
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +17,7 @@ from fhir_admsc.bulk import bulk_pull_study
 from fhir_admsc.bundle import (
     bundle,
     bundle_json,
-    bundle_text,
     ndjson_files,
-    ndjson_line,
-    read_resources,
 )
 from fhir_admsc.client import RetryPolicy
 from fhir_admsc.conformance import load_resources, npm_package
@@ -35,16 +29,17 @@ from fhir_admsc.errors import (
     InvalidDataError,
     rename_settings,
 )
+from fhir_admsc.export import export_bundle, export_ndjson
+from fhir_admsc.inputs import Source, read_fhir
 from fhir_admsc.journal import Journal, PushResult
-from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
-from fhir_admsc.output import StagedFiles, write_atomic, write_files
+from fhir_admsc.mappings import study_from_fhir
+from fhir_admsc.output import write_atomic, write_files
 from fhir_admsc.plots import render_html
 from fhir_admsc.pull import pull_study
-from fhir_admsc.push import Source, push_all
+from fhir_admsc.push import push_all
 from fhir_admsc.report import analyse, render_json, render_markdown, render_text
-from fhir_admsc.study import Study, StudyInfo
 from fhir_admsc.synth import write_synthetic_study
-from fhir_admsc.tables import TableNotGrouped, read_participant_groups, read_study, write_study
+from fhir_admsc.tables import write_study
 from fhir_admsc.terminal import Progress, configure_logging
 from fhir_admsc.terminology import VISIT_ORDER
 from fhir_admsc.validation import reports
@@ -239,76 +234,21 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     if fmt == "ndjson" and output is None:
         raise ConfigurationError("--format ndjson writes one file per resource type: give -o DIR")
     folder = demo_folder() if demo else study_dir
-    progress = Progress("exporting")
-    if fmt == "ndjson":
-        with progress:
-            study_id, count, files = _export_ndjson(folder, output, progress)
-        where = f"{files} NDJSON files in {output}"
-    else:
-        progress.status(f"reading {folder}")
-        study = read_study(folder, notify=_warning)
-        study_id, counted = study.info.study_id, _Counted(study_to_fhir(study), progress)
-        gc.freeze()  # the study lives to the end: spare the collector from scanning it again
-        try:
-            text = bundle_text(counted, fmt, study_id)  # type: ignore[arg-type]
-        finally:
-            gc.unfreeze()
-            progress.close()
-        count = counted.count
+    with Progress("exporting") as progress:
+        if fmt == "ndjson":
+            done = export_ndjson(folder, output, notify=_warning, progress=_drawn(progress))
+            where = f"{done.files} NDJSON files in {output}"
+        else:
+            progress.status(f"reading {folder}")
+            done = export_bundle(folder, fmt, notify=_warning, progress=_drawn(progress))  # type: ignore[arg-type]
+    if fmt != "ndjson":
         if output is None:
-            _to_stdout(text)
+            _to_stdout(done.text)
             where = "stdout"
         else:
-            write_atomic(output, text.encode())
+            write_atomic(output, done.text.encode())
             where = str(output)
-    _summary(f"exported {count} resources of {study_id} to {where}")
-
-
-class _Counted:
-    """An iterable that counts the items taken from it, and shows the count as progress."""
-
-    def __init__(self, items: Iterable[Any], progress: Progress) -> None:
-        self.items, self.count, self.progress = items, 0, progress
-
-    def __iter__(self) -> Iterator[Any]:
-        shown = self.progress if self.progress.active else None
-        for item in self.items:
-            self.count += 1
-            if shown:
-                shown(self.count)
-            yield item
-
-
-def _export_ndjson(folder: Path, output: Path, progress: Progress) -> tuple[str, int, int]:
-    """Write the NDJSON files of a study folder participant by participant, so that memory does
-    not grow with the study; a folder whose tables are not grouped by participant is read whole.
-    Returns the study id, the number of resources and the number of files."""
-    try:
-        groups = read_participant_groups(folder, notify=_warning)
-        return _write_ndjson(output, groups.info, groups, progress)
-    except TableNotGrouped as e:
-        click.echo(f"{e}: reading the whole study into memory", err=True)
-        study = read_study(folder)  # its warnings were given by read_participant_groups
-        return _write_ndjson(output, study.info, [study], progress)
-
-
-def _write_ndjson(
-    output: Path, info: StudyInfo, studies: Iterable[Study], progress: Progress
-) -> tuple[str, int, int]:
-    """Write the study-level resources, then those of each study's rows, one NDJSON file per
-    resource type; a resource goes to the part of its file of the mapping that made it, so the
-    file lists them mapping by mapping, as for the whole study at once."""
-    stale = [p.name for p in output.glob("*.ndjson")] if output.is_dir() else []
-    count = 0
-    with StagedFiles(output, stale) as staged:
-        rows = (pair for study in studies for pair in rows_to_fhir(study))
-        for part, resource in chain(((0, r) for r in study_level_to_fhir(info)), rows):
-            line = ndjson_line(resource) + "\n"
-            staged.write(f"{resource['resourceType']}.ndjson", line.encode(), part)
-            count += 1
-            if progress.active:
-                progress(count)
-    return info.study_id, count, len(staged.names)
+    _summary(f"exported {done.count} resources of {done.study_id} to {where}")
 
 
 @cli.command()
@@ -721,7 +661,7 @@ def report(
     progress = Progress("report")
     if source is not None:  # an explicit SOURCE wins over FHIR_ADMSC_BASE_URL
         progress.status(f"reading {source}")
-        resources = read_resources(source, notify=_warning)
+        resources = read_fhir(source, notify=_warning)
     else:
         if not study_id:
             raise ConfigurationError("--server needs --study STUDY_ID")

@@ -145,6 +145,12 @@ def file_access(path: str | Path, doing: str) -> Iterator[None]:
         raise FileAccessError(f"cannot {doing} {path}: {reason}") from e
 
 
+class NoResourcesError(FhirAdmscError):
+    """An input holds no resource at all: a missing artefact never passes."""
+
+    exit_code = ExitCode.INVALID_DATA
+
+
 class ServerError(FhirAdmscError):
     """A FHIR server could not be reached, or refused the request."""
 

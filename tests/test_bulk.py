@@ -23,11 +23,12 @@ from click.testing import CliRunner
 
 from fhir_admsc import auth as auth_module
 from fhir_admsc.bulk import GROUP_TYPES, BulkExport, bulk_pull_study
-from fhir_admsc.bundle import ndjson_files, read_resources
+from fhir_admsc.bundle import ndjson_files
 from fhir_admsc.cli import cli
 from fhir_admsc.client import BearerToken, FhirClient
 from fhir_admsc.errors import ExitCode, ServerError
 from fhir_admsc.ids import resource_id
+from fhir_admsc.inputs import read_fhir
 from fhir_admsc.mappings import study_from_fhir, study_to_fhir
 from fhir_admsc.pull import STUDY_TYPES
 from fhir_admsc.study import Study
@@ -479,7 +480,7 @@ def test_bulk_pull_equals_the_search_pull(
     bulk = {p.name: p.read_text() for p in (tmp_path / "bulk").glob("*.ndjson")}
     search = {p.name: p.read_text() for p in (tmp_path / "search").glob("*.ndjson")}
     assert bulk == search
-    assert table_differences(study, study_from_fhir(read_resources(tmp_path / "bulk"))) == {}
+    assert table_differences(study, study_from_fhir(read_fhir(tmp_path / "bulk"))) == {}
 
 
 @pytest.fixture

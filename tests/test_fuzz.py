@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 
 from fhir_admsc import auth as auth_module
 from fhir_admsc import terminology as term
-from fhir_admsc.bundle import bundle, bundle_json, ndjson_files, read_resources
+from fhir_admsc.bundle import bundle, bundle_json, ndjson_files
 from fhir_admsc.cli import cli, demo_folder
 from fhir_admsc.client import FhirClient
 from fhir_admsc.fhir import FHIR_JSON
+from fhir_admsc.inputs import read_fhir
 from fhir_admsc.mappings import study_from_fhir, study_to_fhir
 from fhir_admsc.output import write_atomic, write_files
 from fhir_admsc.study import (
@@ -310,7 +311,7 @@ def test_valid_studies_export_validate_and_come_back_unchanged(study: Study) -> 
         transaction = bundle(resources, "transaction", study.info.study_id)
         write_atomic(folder / "bundle.json", bundle_json(transaction).encode())
         for exported in (folder / "ndjson", folder / "bundle.json"):
-            assert table_differences(study, study_from_fhir(read_resources(exported))) == {}
+            assert table_differences(study, study_from_fhir(read_fhir(exported))) == {}
         write_study(study, folder / "study")
         assert table_differences(study, read_study(folder / "study")) == {}
 

@@ -19,8 +19,9 @@ from fhir_admsc import auth as auth_module
 from fhir_admsc.cli import cli
 from fhir_admsc.client import BearerToken, FhirClient, RetryPolicy
 from fhir_admsc.errors import ExitCode, ServerError
+from fhir_admsc.inputs import Source, ordered
 from fhir_admsc.pull import pull_study
-from fhir_admsc.push import Pusher, Source, ordered
+from fhir_admsc.push import Pusher
 from fhir_admsc.study import Study
 from fhir_admsc.tables import write_study
 from tests.servers import FhirServer
@@ -232,8 +233,9 @@ def test_push_and_pull_against_a_real_server_log_each_request_and_step(
     pusher = Pusher(FhirClient(base))
     for part in source.chunks(500):
         pusher.send(part, pusher.plan(part), "transaction", 500)
+    read = messages(caplog, logging.INFO, "fhir_admsc.inputs")
+    assert read == [f"{tmp_path / 'in'}: 675 resources, read whole"]
     push_lines = messages(caplog, logging.INFO, "fhir_admsc.push")
-    assert push_lines[0] == f"{tmp_path / 'in'}: 675 resources, read whole"
     assert matching(r"compared 500 resources with the server: \d+ to create, .*", push_lines)
     assert matching(r"compared 175 resources with the server: \d+ to create, .*", push_lines)
 

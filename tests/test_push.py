@@ -10,13 +10,13 @@ import pytest
 import responses
 from click.testing import CliRunner
 
-from fhir_admsc.bundle import read_resources
 from fhir_admsc.cli import cli
 from fhir_admsc.client import FhirClient, RetryPolicy
 from fhir_admsc.errors import ExitCode, InvalidDataError
+from fhir_admsc.inputs import Source, ordered, read_fhir
 from fhir_admsc.journal import content_hash
 from fhir_admsc.output import write_files
-from fhir_admsc.push import Pusher, Source, ordered, same_content
+from fhir_admsc.push import Pusher, same_content
 from tests.validation.corpus import demo, demo_resources
 
 BASE = "https://fhir.example.test/r4"
@@ -112,7 +112,7 @@ def test_same_content_ignores_server_meta_and_number_form() -> None:
     assert not same_content(ours, extra)
 
 
-def test_read_resources_accepts_bundle_ndjson_and_study(tmp_path: Path, study_dir: Path) -> None:
+def test_read_fhir_accepts_bundle_ndjson_and_study(tmp_path: Path, study_dir: Path) -> None:
     resources = list(demo_resources())
     (tmp_path / "b.json").write_text(
         json.dumps(
@@ -125,12 +125,12 @@ def test_read_resources_accepts_bundle_ndjson_and_study(tmp_path: Path, study_di
     )
     (tmp_path / "nd").mkdir()
     (tmp_path / "nd" / "All.ndjson").write_text("".join(json.dumps(r) + "\n" for r in resources))
-    assert read_resources(tmp_path / "b.json") == resources
-    assert read_resources(tmp_path / "nd") == resources
-    assert read_resources(study_dir) == resources
+    assert read_fhir(tmp_path / "b.json") == resources
+    assert read_fhir(tmp_path / "nd") == resources
+    assert read_fhir(study_dir) == resources
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(InvalidDataError, match="bad.json"):
-        read_resources(tmp_path / "bad.json")
+        read_fhir(tmp_path / "bad.json")
 
 
 class FakeServer:

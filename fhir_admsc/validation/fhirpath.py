@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 import fhirpathpy
+from fhirpathpy.engine.invocations import strings
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
@@ -66,7 +67,16 @@ def _member_of(inputs: list[Any], url: Any) -> list[bool]:
     return [] if not results or None in results else [all(results)]
 
 
+def _contains(focus: list[Any], text: Any) -> Any:
+    """contains() as the HL7 validator evaluates it: false on anything but one item, where
+    FHIRPath says empty. Base invariants rely on it: bdl-8, ``fullUrl.contains('/_history/')
+    .not()``, holds for an entry without a fullUrl (optional outside transactions)."""
+    text = text[0] if isinstance(text, list) and text else text
+    return strings.contains_fn(None, focus, text) if len(focus) == 1 else False
+
+
 _FUNCTIONS = {
+    "contains": {"fn": _contains, "arity": {1: ["String"]}},
     "hasValue": {"fn": _has_value, "arity": {0: []}},
     "resolve": {"fn": _resolve, "arity": {0: []}},
     "memberOf": {"fn": _member_of, "arity": {1: ["String"]}},

@@ -15,7 +15,7 @@ from fhir_admsc.resources import label, reference_key
 from fhir_admsc.validation.catalog import Catalog, load_ig, project_catalog
 from fhir_admsc.validation.engine import Validator, profile_type
 from fhir_admsc.validation.fhirpath import Resolver
-from fhir_admsc.validation.inputs import Document, read_documents
+from fhir_admsc.validation.inputs import Document, ndjson_only, read_documents
 from fhir_admsc.validation.issues import Issue
 from fhir_admsc.validation.study_rules import RULES
 
@@ -76,7 +76,7 @@ def validate_paths(
     catalog = catalog_for(igs)
     for url in profiles:
         profile_type(catalog, url)
-    if paths and all(_ndjson_only(p) for p in paths):
+    if paths and all(ndjson_only(p) for p in paths):
         issues, checked = _validate_stream(paths, catalog, profiles, progress, rules)
     else:
         documents: list[Document] = []
@@ -90,15 +90,6 @@ def validate_paths(
         where = ", ".join(str(p) for p in paths)
         issues.append(Issue("fatal", "not-found", f"no resources found in {where}", "$this"))
     return issues, checked
-
-
-def _ndjson_only(path: Path) -> bool:
-    if path.is_file():
-        return path.suffix == ".ndjson"
-    files = (
-        [p for p in path.rglob("*") if p.suffix in (".json", ".ndjson")] if path.is_dir() else []
-    )
-    return bool(files) and all(p.suffix == ".ndjson" for p in files)
 
 
 def _validate_stream(

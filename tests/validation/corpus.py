@@ -106,6 +106,11 @@ def _duplicate_full_url(b: dict[str, Any]) -> None:
     b["entry"][2]["fullUrl"] = b["entry"][1]["fullUrl"]
 
 
+def _without_full_urls(b: dict[str, Any]) -> None:
+    for entry in b["entry"]:
+        del entry["fullUrl"]
+
+
 def _dangling_reference(b: dict[str, Any]) -> None:
     b["entry"] = [e for e in b["entry"] if e["resource"]["resourceType"] != "Location"]
 
@@ -205,6 +210,9 @@ CASES: list[Case] = [
         ]
     ],
     Case("clean-bundle", "clean", _bundle(lambda b: None)),
+    # fullUrl is optional in a collection: bdl-8 (fullUrl.contains('/_history/').not()) is empty
+    # without one, and the HL7 validator passes it (its contains() of nothing is false)
+    Case("clean-bundle-without-fullurls", "clean", _bundle(_without_full_urls)),
     # layer 1: structure
     Case(
         "structure-wrong-type",
