@@ -33,7 +33,7 @@ def _lines(resources: list[dict]) -> str:
 
 
 def _bundle(resources: list[dict], target: Path) -> Path:
-    entries = [{"resource": r} for r in resources]
+    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
     target.write_text(
         json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
     )

@@ -133,8 +133,8 @@ def test_ungrouped_table_is_read_whole_with_the_same_output(
     assert result.exit_code == 0, result.output
     notices = [n for n in result.stderr.splitlines() if NOT_GROUPED in n]
     assert notices == [
-        f"{grouped_dir / file}:{line}: {NOT_GROUPED} in the order of participants.csv: "
-        "reading the whole study into memory"
+        f"warning: {grouped_dir / file}:{line}: {NOT_GROUPED} in the order of "
+        "participants.csv: reading the whole study into memory"
     ]
     assert files_in(tmp_path / "out") == whole_study_files(grouped_dir)
 

@@ -34,6 +34,8 @@ class ResourceRule(Protocol):
 BUNDLE_RULES = "fhir-admsc:bundle"
 # Bundle types whose references must all resolve inside the Bundle.
 SELF_CONTAINED = {"transaction", "collection", "batch", "document", "message"}
+# Bundle types whose entries may have no fullUrl (a POST needs none).
+MAY_OMIT_FULL_URL = {"transaction", "batch", "transaction-response", "batch-response"}
 
 
 @dataclass
@@ -270,7 +272,9 @@ def _references(value: Any, location: str) -> Iterable[tuple[str, str]]:
 
 
 def _bundle_rules(document: Document) -> list[Issue]:
-    """Unique fullUrls, and every reference resolving to an entry of a self-contained Bundle."""
+    """A fullUrl on every entry outside transactions and batches (the R4 definition of
+    Bundle.entry.fullUrl; the HL7 validator reports it too), unique fullUrls, and every reference
+    resolving to an entry of a self-contained Bundle."""
     bundle = document.value
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
     lines = document.entry_lines or []
@@ -280,6 +284,19 @@ def _bundle_rules(document: Document) -> list[Issue]:
     for i, entry in enumerate(entries):
         full_url = entry.get("fullUrl")
         line = lines[i] if i < len(lines) else document.line
+        if full_url is None and "resource" in entry and bundle.get("type") not in MAY_OMIT_FULL_URL:
+            issues.append(
+                Issue(
+                    "error",
+                    "required",
+                    f"an entry of a {bundle.get('type')} Bundle needs a fullUrl, the identity of "
+                    "its resource (only transactions and batches may leave it out)",
+                    f"Bundle.entry[{i}]",
+                    f"{BUNDLE_RULES}#fullurl-required",
+                    source=document.source,
+                    line=line,
+                )
+            )
         if isinstance(full_url, str):
             if full_url in seen:
                 issues.append(

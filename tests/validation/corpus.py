@@ -210,9 +210,6 @@ CASES: list[Case] = [
         ]
     ],
     Case("clean-bundle", "clean", _bundle(lambda b: None)),
-    # fullUrl is optional in a collection: bdl-8 (fullUrl.contains('/_history/').not()) is empty
-    # without one, and the HL7 validator passes it (its contains() of nothing is false)
-    Case("clean-bundle-without-fullurls", "clean", _bundle(_without_full_urls)),
     # layer 1: structure
     Case(
         "structure-wrong-type",
@@ -445,6 +442,16 @@ CASES: list[Case] = [
         _bundle(_duplicate_full_url),
         "Bundle.entry[2].fullUrl",
         "#unique-fullurl",
+    ),
+    # outside transactions and batches every entry needs a fullUrl (both engines say so); bdl-8,
+    # fullUrl.contains('/_history/').not(), is empty without one and passes in the HL7 validator
+    # (its contains() of nothing is false): neither reports it
+    Case(
+        "bundle-entry-without-fullurl",
+        "bundle",
+        _bundle(_without_full_urls),
+        "Bundle.entry[0]",
+        "#fullurl-required",
     ),
     Case(
         "bundle-dangling-reference",

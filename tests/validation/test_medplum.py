@@ -64,6 +64,12 @@ NO_RESOLVE = (
     "not (left out as a false error above); ours resolves the reference within the Bundle"
 )
 KNOWN_DIFFERENCES: dict[str, Known] = {
+    "bundle-entry-without-fullurl": Known(
+        ("Bundle.entry",),
+        (),
+        "Medplum misses collection entries without a fullUrl: R4's Bundle.entry.fullUrl says it "
+        "SHALL have a value (a POST aside) and the HL7 validator reports each such entry",
+    ),
     "profile-required-binding": Known(
         ("Condition.bodySite", "Condition.bodySite.coding.code"),
         (),
