@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from requests.auth import HTTPBasicAuth
 
 from fhir_admsc.client import ANSWERED, BearerToken, FhirClient
-from fhir_admsc.errors import ConfigurationError, ServerError
+from fhir_admsc.errors import ConfigurationError, ServerError, file_access
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ def load_private_key(path: Path) -> tuple[Any, str]:
             f"{stat.S_IMODE(mode):03o}): chmod 600 it"
         )
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        with file_access(path, "read"):
+            data = path.read_bytes()
+        key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
         raise ConfigurationError(
             f"`private_key` {path}: not an unencrypted PEM private key ({e.__class__.__name__})"

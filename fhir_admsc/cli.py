@@ -94,9 +94,6 @@ class _Group(click.Group):
             raise _Failure(rename_settings(message, self._options(ctx)), e.exit_code) from None
         except FhirAdmscError as e:
             raise _Failure(e.describe(self._options(ctx)), e.exit_code) from None
-        except OSError as e:
-            where = f": {e.filename}" if e.filename else ""
-            raise _Failure(f"{e.strerror or e}{where}", ExitCode.USAGE) from None
         except Exception as e:  # noqa: BLE001 - the last resort: a bug, reported without a traceback
             raise _Failure(
                 f"internal error ({type(e).__name__}: {e}); please report it", ExitCode.INTERNAL

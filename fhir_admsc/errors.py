@@ -134,15 +134,16 @@ class FileAccessError(ConfigurationError):
 
 @contextmanager
 def file_access(path: str | Path, doing: str) -> Iterator[None]:
-    """Turn an ``OSError`` raised inside the block into a ``FileAccessError`` naming ``path``
-    and what was being done (``doing``: "read", "write", ...)."""
+    """Turn an ``OSError`` raised inside the block into a ``FileAccessError`` naming the file
+    (the one the error names, else ``path``) and what was being done (``doing``: "read",
+    "write", ...)."""
     try:
         yield
     except FileAccessError:
         raise
     except OSError as e:
         reason = (e.strerror or os.strerror(e.errno)) if e.errno else str(e)
-        raise FileAccessError(f"cannot {doing} {path}: {reason}") from e
+        raise FileAccessError(f"cannot {doing} {e.filename or path}: {reason}") from e
 
 
 class NoResourcesError(FhirAdmscError):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_admsc import limits
-from fhir_admsc.errors import InvalidDataError, NoResourcesError, Problem
+from fhir_admsc.errors import InvalidDataError, NoResourcesError, Problem, file_access
 from fhir_admsc.export import study_resources
 from fhir_admsc.resources import fhir_files, key, read_resources, references_in
 from fhir_admsc.study import STUDY_FILE
@@ -139,7 +139,7 @@ class _NdjsonFile:
 
 def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
     """The non-blank lines of a file: (line number, byte offset, line)."""
-    with path.open("rb") as file:
+    with file_access(path, "read"), path.open("rb") as file:
         offset = 0
         for number, line in enumerate(file, start=1):
             if line.strip():
@@ -221,7 +221,7 @@ def _group_resources(group: list[_NdjsonFile]) -> Iterator[dict[str, Any]]:
             yield _parse(group[0].path, number, line)
         return
     lines, order = _line_order(group)
-    with ExitStack() as stack:
+    with ExitStack() as stack, file_access(group[0].path.parent, "read"):
         files = [stack.enter_context(file.path.open("rb")) for file in group]
         for i in order:
             f, number, offset = lines[i]

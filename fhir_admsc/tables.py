@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from fhir_admsc import limits
-from fhir_admsc.errors import InvalidDataError, Problem
+from fhir_admsc.errors import InvalidDataError, Problem, file_access
 from fhir_admsc.output import write_files
 from fhir_admsc.study import (
     RULES,
@@ -40,12 +40,13 @@ def read_study(folder: str | Path, notify: Callable[[str], None] | None = None) 
     """Read and check a study folder; raise InvalidDataError listing every defect found, and
     tell ``notify`` of the files in it that are not read."""
     folder = _study_folder(folder)
-    problems = _stray_files(folder, notify)
-    info = _read_info(folder / STUDY_FILE, problems)
-    rows: dict[str, list[BaseModel]] = {}
-    lines: dict[str, list[int]] = {}
-    for table in TABLES:
-        rows[table.attribute], lines[table.file] = _read_table(folder, table, problems)
+    with file_access(folder, "read"):
+        problems = _stray_files(folder, notify)
+        info = _read_info(folder / STUDY_FILE, problems)
+        rows: dict[str, list[BaseModel]] = {}
+        lines: dict[str, list[int]] = {}
+        for table in TABLES:
+            rows[table.attribute], lines[table.file] = _read_table(folder, table, problems)
     if problems or info is None:
         raise InvalidDataError(problems)
     study = Study(info=info, **rows)
@@ -165,7 +166,9 @@ def read_participant_groups(
     """A study folder to read participant by participant; study.json and participants.csv are
     read at once (a defective study.json raises InvalidDataError with every defect of the
     folder's rows, as ``read_study`` does), and ``notify`` told of the files not read."""
-    return ParticipantGroups(_study_folder(folder), notify)
+    folder = _study_folder(folder)
+    with file_access(folder, "read"):
+        return ParticipantGroups(folder, notify)
 
 
 class ParticipantGroups:
@@ -202,6 +205,10 @@ class ParticipantGroups:
         self._cross = _located(folder, check_study(whole), {_PARTICIPANTS: lines})
 
     def __iter__(self) -> Iterator[Study]:
+        with file_access(self.folder, "read"):
+            yield from self._groups()
+
+    def _groups(self) -> Iterator[Study]:
         others = _OtherRows(self.folder)
         tables = TABLES[1:]
         cursors = [_Cursor(_stream_rows(self.folder, t, self._problems[t.file])) for t in tables]

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import fhir_admsc
 from fhir_admsc.cli import cli, option_names
@@ -68,25 +69,64 @@ def test_invalid_data_names_what_was_read() -> None:
 
 
 @pytest.mark.parametrize(
-    "error, expected",
+    "error, where, expected",
     [
         pytest.param(
-            FileNotFoundError(2, "No such file or directory", "x"),
+            FileNotFoundError(2, "No such file or directory", "out/visits.csv"),
+            "out/visits.csv",  # the file the error names, inside the folder being read
             "No such file or directory",
             id="missing",
         ),
         pytest.param(
-            OSError(28, "No space left on device"), "No space left on device", id="disk-full"
+            OSError(28, "No space left on device"),
+            "out/study.json",
+            "No space left on device",
+            id="disk-full",
         ),
-        pytest.param(IsADirectoryError(21, "Is a directory"), "Is a directory", id="folder"),
+        pytest.param(
+            IsADirectoryError(21, "Is a directory"), "out/study.json", "Is a directory", id="folder"
+        ),
     ],
 )
-def test_file_access_names_the_file_and_the_reason(error: OSError, expected: str) -> None:
+def test_file_access_names_the_file_and_the_reason(
+    error: OSError, where: str, expected: str
+) -> None:
     with pytest.raises(FileAccessError) as caught, file_access("out/study.json", "write"):
         raise error
-    assert str(caught.value) == f"cannot write out/study.json: {expected}"
+    assert str(caught.value) == f"cannot write {where}: {expected}"
     assert caught.value.exit_code == ExitCode.USAGE
     assert caught.value.__cause__ is error
+
+
+def test_an_unreadable_input_file_is_named_with_exit_2(monkeypatch, study_dir: Path) -> None:
+    """A table the system refuses to read (root reads everything, so the refusal is staged)."""
+    refused = study_dir / "visits.csv"
+    real_open = Path.open
+
+    def guarded(self: Path, *args, **kwargs):
+        if self == refused:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", guarded)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: guarded(self, "rb").read())
+    for command in (["export", str(study_dir)], ["export", str(study_dir), "--format", "ndjson"]):
+        result = CliRunner().invoke(cli, [*command, "-o", str(study_dir.parent / "out")])
+        assert result.exit_code == ExitCode.USAGE, (command, result.output)
+        assert f"cannot read {refused}: Permission denied" in result.output, result.output
+
+
+def test_an_os_error_nobody_named_is_an_internal_error(monkeypatch, study_dir: Path) -> None:
+    """Only file errors the library names are the user's to fix (exit 2); any other OSError is a
+    bug to report, not a usage mistake."""
+
+    def broken(*args, **kwargs):
+        raise OSError("something unforeseen")
+
+    monkeypatch.setattr("fhir_admsc.cli.export_bundle", broken)
+    result = CliRunner().invoke(cli, ["export", str(study_dir)])
+    assert result.exit_code == ExitCode.INTERNAL, result.output
+    assert "internal error (OSError: something unforeseen)" in result.output
 
 
 def test_file_access_lets_other_errors_through() -> None:
