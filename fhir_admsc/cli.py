@@ -14,11 +14,6 @@ from click.core import ParameterSource
 from fhir_admsc.__version__ import __version__
 from fhir_admsc.auth import DEFAULT_SCOPES, connect
 from fhir_admsc.bulk import bulk_pull_study
-from fhir_admsc.bundle import (
-    bundle,
-    bundle_json,
-    ndjson_files,
-)
 from fhir_admsc.client import RetryPolicy
 from fhir_admsc.conformance import load_resources, npm_package
 from fhir_admsc.contract import DEFAULT_STUDY_ID, PAGE, write_template
@@ -29,17 +24,16 @@ from fhir_admsc.errors import (
     InvalidDataError,
     rename_settings,
 )
-from fhir_admsc.export import export_bundle, export_ndjson
+from fhir_admsc.export import export_bundle, export_ndjson, write_resources
 from fhir_admsc.inputs import Source, read_fhir
 from fhir_admsc.journal import Journal, PushResult
 from fhir_admsc.mappings import study_from_fhir
-from fhir_admsc.output import write_atomic, write_files
+from fhir_admsc.output import write_atomic
 from fhir_admsc.plots import render_html
 from fhir_admsc.pull import pull_study
 from fhir_admsc.push import push_all
 from fhir_admsc.report import analyse, render_json, render_markdown, render_text
 from fhir_admsc.synth import write_synthetic_study
-from fhir_admsc.tables import write_study
 from fhir_admsc.terminal import Progress, configure_logging
 from fhir_admsc.terminology import VISIT_ORDER
 from fhir_admsc.validation import reports
@@ -594,17 +588,7 @@ def pull(
                 notify=_poll_notice(progress),
                 progress=_drawn(progress),
             )
-    if fmt == "study":
-        write_study(study_from_fhir(resources), output)
-    elif fmt == "ndjson":
-        files = ndjson_files(resources)
-        write_files(
-            output,
-            {name: text.encode() for name, text in files.items()},
-            stale=[p.name for p in output.glob("*.ndjson")] if output.is_dir() else (),
-        )
-    else:
-        write_atomic(output, bundle_json(bundle(resources, fmt, study_id)).encode())
+    write_resources(resources, output, fmt, study_id)  # type: ignore[arg-type]
     _summary(f"pulled {len(resources)} resources of {study_id} to {output}")
 
 

@@ -8,15 +8,23 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fhir_admsc.bundle import BundleType, bundle_text, ndjson_line
-from fhir_admsc.mappings import rows_to_fhir, study_level_to_fhir, study_to_fhir
-from fhir_admsc.output import StagedFiles
+from fhir_admsc.bundle import (
+    BundleType,
+    bundle,
+    bundle_json,
+    bundle_text,
+    ndjson_files,
+    ndjson_line,
+)
+from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
+from fhir_admsc.output import StagedFiles, write_atomic, write_files
 from fhir_admsc.study import Study, StudyInfo
-from fhir_admsc.tables import TableNotGrouped, read_participant_groups, read_study
+from fhir_admsc.tables import TableNotGrouped, read_participant_groups, read_study, write_study
 
 Notify = Callable[[str], None]
+Form = Literal["study", "ndjson", "transaction", "collection"]
 Counter = Callable[[int], None]
 
 
@@ -107,3 +115,19 @@ def _write_ndjson(
             if progress:
                 progress(count)
     return Exported(info.study_id, count, files=len(staged.names))
+
+
+def write_resources(
+    resources: list[dict[str, Any]], output: Path, form: Form, study_id: str
+) -> None:
+    """Write FHIR resources (a pulled study) atomically as a study folder (mapped back to the
+    tables), one NDJSON file per resource type, or a Bundle file. NDJSON files of an earlier
+    write into the folder that this one does not write are removed with the commit."""
+    if form == "study":
+        write_study(study_from_fhir(resources), output)
+    elif form == "ndjson":
+        files = {name: text.encode() for name, text in ndjson_files(resources).items()}
+        stale = [p.name for p in output.glob("*.ndjson")] if output.is_dir() else []
+        write_files(output, files, stale=stale)
+    else:
+        write_atomic(output, bundle_json(bundle(resources, form, study_id)).encode())
