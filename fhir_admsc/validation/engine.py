@@ -643,7 +643,8 @@ class Validator:
             ctx.add(
                 "error",
                 "structure",
-                f"refers to a {target_type}, but only {', '.join(sorted(types))} is allowed",
+                f"refers to {'an' if target_type[0] in 'AEIOU' else 'a'} {target_type}, but only "
+                f"{', '.join(sorted(types))} is allowed",
                 node.location,
                 rule,
             )

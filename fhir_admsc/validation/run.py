@@ -46,6 +46,11 @@ class Checked:
     source: str
     line: int
     prefix: str  # "" for a standalone resource, "Bundle.entry[3].resource" inside a Bundle
+    full_url: str | None = None  # its Bundle entry's fullUrl (urn:uuid:..., an absolute URL)
+
+    def names(self) -> list[str]:
+        """What a reference to this resource may say: ``Type/id`` and its entry's fullUrl."""
+        return [n for n in (label(self.resource), self.full_url) if n is not None]
 
 
 def catalog_for(igs: Iterable[Path] = ()) -> Catalog:
@@ -174,7 +179,8 @@ def validate_documents(
     were checked."""
     validator = Validator(catalog, profiles)
     items = list(_checked(documents))
-    resolver = Resolver({ref: c.resource for c in items if (ref := label(c.resource)) is not None})
+    # a reference resolves by Type/id or, inside a Bundle, by the fullUrl of an entry
+    resolver = Resolver({name: c.resource for c in items for name in c.names()})
     issues: list[Issue] = []
     for done, item in enumerate(items, start=1):
         issues.extend(_check(validator, item, resolver))
@@ -233,8 +239,13 @@ def _checked(documents: list[Document]) -> Iterable[Checked]:
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             if isinstance(entry, dict) and "resource" in entry:
                 line = lines[i] if i < len(lines) else document.line
+                full_url = entry.get("fullUrl")
                 yield Checked(
-                    entry["resource"], document.source, line, f"Bundle.entry[{i}].resource"
+                    entry["resource"],
+                    document.source,
+                    line,
+                    f"Bundle.entry[{i}].resource",
+                    full_url if isinstance(full_url, str) else None,
                 )
 
 

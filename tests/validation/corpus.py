@@ -111,6 +111,13 @@ def _without_full_urls(b: dict[str, Any]) -> None:
         del entry["fullUrl"]
 
 
+def _subject_is_an_observation(b: dict[str, Any]) -> None:
+    """A procedure whose subject is an Observation's entry, by its urn:uuid fullUrl."""
+    observation = next(e for e in b["entry"] if e["resource"]["resourceType"] == "Observation")
+    procedure = next(e for e in b["entry"] if e["resource"]["resourceType"] == "Procedure")
+    procedure["resource"]["subject"]["reference"] = observation["fullUrl"]
+
+
 def _dangling_reference(b: dict[str, Any]) -> None:
     b["entry"] = [e for e in b["entry"] if e["resource"]["resourceType"] != "Location"]
 
@@ -452,6 +459,14 @@ CASES: list[Case] = [
         _bundle(_without_full_urls),
         "Bundle.entry[0]",
         "#fullurl-required",
+    ),
+    # a urn:uuid reference is resolved through the entry's fullUrl, then its target type checked
+    Case(
+        "bundle-urn-uuid-wrong-target",
+        "bundle",
+        _bundle(_subject_is_an_observation),
+        ".subject",
+        "StructureDefinition/admsc-harvest#Procedure.subject",
     ),
     Case(
         "bundle-dangling-reference",
