@@ -249,6 +249,12 @@ class Validator:
                 ctx.add("error", "structure", f"must be an object ({type_code})", where)
                 return
             self._datatype(ctx, type_code, value, where)
+            if type_code == "Reference":  # the R4 definition's own target types
+                targets = [
+                    p for t in element.types if t.code == type_code for p in t.target_profiles
+                ]
+                if targets:
+                    self._reference_target(ctx, Node(value, where), targets, R4)
         if element.binding is not None and element.binding.strength in ("required", "extensible"):
             self._binding(
                 ctx,
@@ -639,12 +645,15 @@ class Validator:
         for target in targets:
             sd = self.catalog.structure(target)
             types.add(sd["type"] if sd else target.rsplit("/", 1)[-1])
-        if "Resource" not in types and target_type not in types:
+        said = any(
+            i.location == node.location and i.message.startswith("refers to") for i in ctx.issues
+        )
+        if "Resource" not in types and target_type not in types and not said:
             ctx.add(
                 "error",
                 "structure",
-                f"refers to {'an' if target_type[0] in 'AEIOU' else 'a'} {target_type}, but only "
-                f"{', '.join(sorted(types))} is allowed",
+                f"refers to {'an' if target_type[0] in 'AEIOU' else 'a'} {target_type}, which is "
+                f"not allowed here (allowed: {', '.join(sorted(types))})",
                 node.location,
                 rule,
             )
