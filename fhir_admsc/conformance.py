@@ -235,7 +235,20 @@ def _measure_profile(measure: term.Measure, category: str) -> Profile:
 
 
 def profiles() -> list[Profile]:
-    """Every profile of the project, one per kind of resource that export writes."""
+    """Every profile of the project, one per kind of resource that export writes, family by
+    family as the mappings are."""
+    return [
+        *_study_profiles(),
+        *_subject_profiles(),
+        *_procedure_profiles(),
+        *_observation_profiles(),
+        *_adverse_event_profiles(),
+        *_imaging_profiles(),
+    ]
+
+
+def _study_profiles() -> list[Profile]:
+    """The study, its sponsor and its sites."""
     out: list[Profile] = []
 
     p = Profile(
@@ -259,6 +272,12 @@ def profiles() -> list[Profile]:
     p = Profile("site", "Location", "ADMSC study site", "A site where participants enrol.")
     _identified(p).require("name")
     out.append(p)
+    return out
+
+
+def _subject_profiles() -> list[Profile]:
+    """A participant, their enrolment, index condition and visits."""
+    out: list[Profile] = []
 
     p = Profile(
         "patient",
@@ -314,42 +333,48 @@ def profiles() -> list[Profile]:
     p.bind("type", term.value_set_url("visits"))
     p.require("period", "period.start")
     out.append(p)
+    return out
 
-    for name, concept_, title in [
-        ("harvest", term.HARVEST, "ADMSC adipose harvest"),
-        ("injection", term.INJECTION, "ADMSC intradiscal injection"),
-    ]:
-        p = Profile(name, "Procedure", title, f"{concept_.display}.")
-        _clinical(p)
-        injection = name == "injection"
-        p.extension(
-            "injection-number", "injectionNumber", int(injection), "1" if injection else "0"
+
+def _procedure_profile(name: str, concept_: term.Concept, title: str) -> Profile:
+    """The profile of a harvest or (``name`` "injection") an injection procedure."""
+    p = Profile(name, "Procedure", title, f"{concept_.display}.")
+    _clinical(p)
+    injection = name == "injection"
+    p.extension("injection-number", "injectionNumber", int(injection), "1" if injection else "0")
+    p.extension("repeat-of", "repeatOf", 0, "1" if injection else "0")
+    p.extension("cell-dose", "cellDose", int(injection), "1" if injection else "0")
+    p.extension("procedure-volume", "volume", 0, "1")
+    p.extension("imaging-guidance", "guidance", 0, "1")
+    p.extension("cell-product", "cellProduct", int(injection), "1" if injection else "0")
+    p.pattern("code", "CodeableConcept", _own(concept_))
+    p.element("performed[x]", min=1, type=[{"code": "dateTime"}])
+    if injection:
+        p.element("bodySite", min=1, max="1")
+        p.bind("bodySite", term.value_set_url("disc-levels"))
+        number = f"extension({_fhirpath_string(term.extension_url('injection-number'))}).value"
+        repeat = f"extension({_fhirpath_string(term.extension_url('repeat-of'))}).value"
+        p.invariant(
+            "admsc-injection-repeat",
+            "A repeat injection (number 2) names the first injection (repeat-of)",
+            f"{number} = 2 implies {repeat}.exists()",
         )
-        p.extension("repeat-of", "repeatOf", 0, "1" if injection else "0")
-        p.extension("cell-dose", "cellDose", int(injection), "1" if injection else "0")
-        p.extension("procedure-volume", "volume", 0, "1")
-        p.extension("imaging-guidance", "guidance", 0, "1")
-        p.extension("cell-product", "cellProduct", int(injection), "1" if injection else "0")
-        p.pattern("code", "CodeableConcept", _own(concept_))
-        p.element("performed[x]", min=1, type=[{"code": "dateTime"}])
-        if injection:
-            p.element("bodySite", min=1, max="1")
-            p.bind("bodySite", term.value_set_url("disc-levels"))
-            number = f"extension({_fhirpath_string(term.extension_url('injection-number'))}).value"
-            repeat = f"extension({_fhirpath_string(term.extension_url('repeat-of'))}).value"
-            p.invariant(
-                "admsc-injection-repeat",
-                "A repeat injection (number 2) names the first injection (repeat-of)",
-                f"{number} = 2 implies {repeat}.exists()",
-            )
-            p.invariant(
-                "admsc-injection-5-months",
-                "A repeat injection is at least 5 months after the first",
-                # all(): true when the first injection is not among the resources checked
-                f"{repeat}.resolve().ofType(Procedure).all((performed as dateTime) + 5 months "
-                "<= (%resource.performed as dateTime))",
-            )
-        out.append(p)
+        p.invariant(
+            "admsc-injection-5-months",
+            "A repeat injection is at least 5 months after the first",
+            # all(): true when the first injection is not among the resources checked
+            f"{repeat}.resolve().ofType(Procedure).all((performed as dateTime) + 5 months "
+            "<= (%resource.performed as dateTime))",
+        )
+    return p
+
+
+def _procedure_profiles() -> list[Profile]:
+    """The harvest and injection procedures, the lipoaspirate and the cell product lot."""
+    out = [
+        _procedure_profile("harvest", term.HARVEST, "ADMSC adipose harvest"),
+        _procedure_profile("injection", term.INJECTION, "ADMSC intradiscal injection"),
+    ]
 
     p = Profile(
         "lipoaspirate",
@@ -376,6 +401,12 @@ def profiles() -> list[Profile]:
     p.require("productCode", "collection", "collection.source")
     p.reference("collection.source", "Patient")
     out.append(p)
+    return out
+
+
+def _observation_profiles() -> list[Profile]:
+    """Patient-reported outcomes, imaging findings and analgesic use."""
+    out: list[Profile] = []
 
     for measure in term.OUTCOME_MEASURES.values():
         out.append(_measure_profile(measure, "survey"))
@@ -399,6 +430,12 @@ def profiles() -> list[Profile]:
         "medication.ofType(CodeableConcept).text.exists()",
     )
     out.append(p)
+    return out
+
+
+def _adverse_event_profiles() -> list[Profile]:
+    """Adverse events."""
+    out: list[Profile] = []
 
     p = Profile(
         "adverse-event",
@@ -436,6 +473,12 @@ def profiles() -> list[Profile]:
         "<= %resource.date)",
     )
     out.append(p)
+    return out
+
+
+def _imaging_profiles() -> list[Profile]:
+    """The lumbar MRI study and its report."""
+    out: list[Profile] = []
 
     p = Profile("mri-study", "ImagingStudy", "ADMSC lumbar MRI study", "A lumbar spine MRI.")
     _clinical(p)

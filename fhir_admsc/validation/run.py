@@ -288,46 +288,60 @@ def _bundle_rules(document: Document) -> list[Issue]:
     resolving to an entry of a self-contained Bundle."""
     bundle = document.value
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
+    issues = _full_url_rules(document, entries)
+    if bundle.get("type") in SELF_CONTAINED:
+        issues += _unresolved(document, entries)
+    return issues
+
+
+def _entry_line(document: Document, i: int) -> int:
     lines = document.entry_lines or []
+    return lines[i] if i < len(lines) else document.line
+
+
+def _full_url_rules(document: Document, entries: list[dict[str, Any]]) -> list[Issue]:
+    """Entries without a fullUrl where the Bundle type needs one, and fullUrls used twice."""
+    kind = document.value.get("type")
     issues = []
     seen: dict[str, int] = {}
-    targets: set[str] = set()
     for i, entry in enumerate(entries):
         full_url = entry.get("fullUrl")
-        line = lines[i] if i < len(lines) else document.line
-        if full_url is None and "resource" in entry and bundle.get("type") not in MAY_OMIT_FULL_URL:
-            issues.append(
-                Issue(
-                    "error",
-                    "required",
-                    f"an entry of a {bundle.get('type')} Bundle needs a fullUrl, the identity of "
-                    "its resource (only transactions and batches may leave it out)",
-                    f"Bundle.entry[{i}]",
-                    f"{BUNDLE_RULES}#fullurl-required",
-                    source=document.source,
-                    line=line,
-                )
+        if full_url is None and "resource" in entry and kind not in MAY_OMIT_FULL_URL:
+            message = (
+                f"an entry of a {kind} Bundle needs a fullUrl, the identity of its resource "
+                "(only transactions and batches may leave it out)"
             )
-        if isinstance(full_url, str):
-            if full_url in seen:
-                issues.append(
-                    Issue(
-                        "error",
-                        "structure",
-                        f"fullUrl {full_url} is used again (first in entry {seen[full_url]})",
-                        f"Bundle.entry[{i}].fullUrl",
-                        f"{BUNDLE_RULES}#unique-fullurl",
-                        source=document.source,
-                        line=line,
-                    )
-                )
-            seen.setdefault(full_url, i)
-            targets.add(full_url)
+            where, rule = f"Bundle.entry[{i}]", "fullurl-required"
+        elif isinstance(full_url, str) and full_url in seen:
+            message = f"fullUrl {full_url} is used again (first in entry {seen[full_url]})"
+            where, rule = f"Bundle.entry[{i}].fullUrl", "unique-fullurl"
+        else:
+            if isinstance(full_url, str):
+                seen[full_url] = i
+            continue
+        code = "required" if rule == "fullurl-required" else "structure"
+        issues.append(
+            Issue(
+                "error",
+                code,
+                message,
+                where,
+                f"{BUNDLE_RULES}#{rule}",
+                source=document.source,
+                line=_entry_line(document, i),
+            )
+        )
+    return issues
+
+
+def _unresolved(document: Document, entries: list[dict[str, Any]]) -> list[Issue]:
+    """References of the entries' resources to nothing in the Bundle (by fullUrl or Type/id)."""
+    targets = {e["fullUrl"] for e in entries if isinstance(e.get("fullUrl"), str)}
+    for entry in entries:
         resource = entry.get("resource")
         if isinstance(resource, dict) and "id" in resource and (name := label(resource)):
             targets.add(name)
-    if bundle.get("type") not in SELF_CONTAINED:
-        return issues
+    issues = []
     for i, entry in enumerate(entries):
         resource = entry.get("resource")
         if not isinstance(resource, dict):
@@ -335,23 +349,21 @@ def _bundle_rules(document: Document) -> list[Issue]:
         quick = _quick_references(resource)
         if quick is not None and all(_resolves(ref, targets) for ref in quick):
             continue
-        line = lines[i] if i < len(lines) else document.line
         prefix = f"Bundle.entry[{i}].resource/*{label(resource)}*/"
         for ref, where in _references(resource, ""):
-            if _resolves(ref, targets):
-                continue
-            issues.append(
-                Issue(
-                    "error",
-                    "not-found",
-                    f"refers to {ref}, which is not in the Bundle",
-                    prefix + where,
-                    f"{BUNDLE_RULES}#reference-resolves",
-                    label(resource),
-                    document.source,
-                    line,
+            if not _resolves(ref, targets):
+                issues.append(
+                    Issue(
+                        "error",
+                        "not-found",
+                        f"refers to {ref}, which is not in the Bundle",
+                        prefix + where,
+                        f"{BUNDLE_RULES}#reference-resolves",
+                        label(resource),
+                        document.source,
+                        _entry_line(document, i),
+                    )
                 )
-            )
     return issues
 
 

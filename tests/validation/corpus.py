@@ -304,7 +304,7 @@ CASES: list[Case] = [
         "admsc-analgesic-use#MedicationStatement.medication[x]",
     ),
     Case(
-        "profile-reference-target",
+        "base-reference-target",
         "reference",
         _with(
             "odi",
@@ -313,7 +313,15 @@ CASES: list[Case] = [
             ),
         ),
         "Observation.encounter",
-        "admsc-odi#Observation.encounter",
+        "fhir:R4",  # R4's Observation.encounter allows only an Encounter: found before the profile
+    ),
+    Case(
+        "profile-reference-target",
+        "reference",
+        # R4 allows a Device as a suspect entity; the project's profile only a Procedure
+        _with("adverse-event", _set("suspectEntity.0.instance.reference", "Device/abc")),
+        "AdverseEvent.suspectEntity[0].instance",
+        "admsc-adverse-event#AdverseEvent.suspectEntity.instance",
     ),
     Case(
         "profile-missing-extension-slice",

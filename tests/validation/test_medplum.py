@@ -64,6 +64,12 @@ NO_RESOLVE = (
     "not (left out as a false error above); ours resolves the reference within the Bundle"
 )
 KNOWN_DIFFERENCES: dict[str, Known] = {
+    "profile-reference-target": Known(
+        ("AdverseEvent.suspectEntity.instance",),
+        (),
+        "Medplum lenient, as for base-reference-target: a Device where the profile allows only a "
+        "Procedure is at most a warning",
+    ),
     "bundle-urn-uuid-wrong-target": Known(
         ("Procedure.subject",),
         (),
@@ -115,7 +121,7 @@ KNOWN_DIFFERENCES: dict[str, Known] = {
         "Medplum misses medicationReference where the profile allows only CodeableConcept: it "
         "never checks a choice element's type restriction (both see the missing text)",
     ),
-    "profile-reference-target": Known(
+    "base-reference-target": Known(
         ("Observation.encounter",),
         (),
         "Medplum lenient: a reference to the wrong resource type (Patient for Encounter) is only a "

@@ -56,6 +56,12 @@ OFFLINE = (
 )
 KNOWN_DIFFERENCES: dict[str, Known] = {
     "profile-reference-target": Known(
+        ("AdverseEvent.suspectEntity.instance",),
+        (),
+        "As for base-reference-target: outside a Bundle the HL7 engine does not resolve Device/abc "
+        "and so does not compare its type with the profile's targetProfile (Procedure)",
+    ),
+    "base-reference-target": Known(
         ("Observation.encounter",),
         (),
         "The reference cannot check it outside a Bundle: the HL7 engine compares a reference's "

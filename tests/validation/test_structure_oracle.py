@@ -20,9 +20,15 @@ STRUCTURAL = {"structure", "required"}
 
 
 def ours_broken(resource: dict[str, Any]) -> bool:
+    """Whether our walk finds a structural R4 error; a reference's target type is left out (the
+    models never resolve a reference, so they cannot see it)."""
     issues = validate_resources([resource])
     return any(
-        i.severity == "error" and i.code in STRUCTURAL and i.rule == "fhir:R4" for i in issues
+        i.severity == "error"
+        and i.code in STRUCTURAL
+        and i.rule == "fhir:R4"
+        and not i.message.startswith("refers to")
+        for i in issues
     )
 
 
