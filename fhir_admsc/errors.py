@@ -135,15 +135,17 @@ class FileAccessError(ConfigurationError):
 @contextmanager
 def file_access(path: str | Path, doing: str) -> Iterator[None]:
     """Turn an ``OSError`` raised inside the block into a ``FileAccessError`` naming the file
-    (the one the error names, else ``path``) and what was being done (``doing``: "read",
-    "write", ...)."""
+    (when reading, the one the error names, else ``path``) and what was being done (``doing``:
+    "read", "write", ...)."""
     try:
         yield
     except FileAccessError:
         raise
     except OSError as e:
         reason = (e.strerror or os.strerror(e.errno)) if e.errno else str(e)
-        raise FileAccessError(f"cannot {doing} {e.filename or path}: {reason}") from e
+        # reading a folder, the file that failed; writing, the target (not a staging file)
+        where = e.filename if doing == "read" and e.filename else path
+        raise FileAccessError(f"cannot {doing} {where}: {reason}") from e
 
 
 class NoResourcesError(FhirAdmscError):

@@ -13,7 +13,13 @@ from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.report import rows, title
 from fhir_admsc.study import Study
 
-EQ5D = ["eq5d_mobility", "eq5d_selfcare", "eq5d_activities", "eq5d_pain", "eq5d_anxiety"]
+EQ5D = [
+    term.EQ5D_MOBILITY,
+    term.EQ5D_SELFCARE,
+    term.EQ5D_ACTIVITIES,
+    term.EQ5D_PAIN,
+    term.EQ5D_ANXIETY,
+]
 LEVEL_COLOURS = ["#4c9f70", "#f2b134", "#d1495b"]  # no / some / extreme problems
 
 
@@ -96,11 +102,11 @@ def _tornado(plt, study: Study, baseline: str) -> str:
     values = {
         (o.participant_id, o.visit): float(o.value)
         for o in study.outcomes
-        if o.measure == "nprs_average"
+        if o.measure == term.NPRS_AVERAGE
     }
     pids = sorted({p for p, _ in values})
     figure, axes = plt.subplots(1, 2, figsize=(9, 0.35 * len(pids) + 1.2), sharey=True)
-    for ax, visit in zip(axes, ("month6", "month12"), strict=True):
+    for ax, visit in zip(axes, (term.MONTH6, term.MONTH12), strict=True):
         changes = []
         for pid in pids:
             before, after = values.get((pid, baseline)), values.get((pid, visit))
@@ -175,21 +181,25 @@ def _mri(plt, study: Study, baseline: str, followup: str) -> str:
         sharey=True,
         gridspec_kw={"width_ratios": [1, 1, 1.8]},
     )
-    panels = [("disc_height_mm", "Disc height (mm)"), ("protrusion_mm", "Protrusion (mm)")]
+    panels = [(term.DISC_HEIGHT_MM, "Disc height (mm)"), (term.PROTRUSION_MM, "Protrusion (mm)")]
     for ax, (finding, label) in zip(axes[:2], panels, strict=True):
         for y, pid in enumerate(pids):
             before = found[(pid, baseline)].get(finding)
             after = found[(pid, followup)].get(finding)
-            if finding == "protrusion_mm":
+            if finding == term.PROTRUSION_MM:
                 before = (
                     before
                     if before is not None
-                    else (0.0 if found[(pid, baseline)].get("protrusion") == "absent" else None)
+                    else (
+                        0.0 if found[(pid, baseline)].get(term.PROTRUSION) == term.ABSENT else None
+                    )
                 )
                 after = (
                     after
                     if after is not None
-                    else (0.0 if found[(pid, followup)].get("protrusion") == "absent" else None)
+                    else (
+                        0.0 if found[(pid, followup)].get(term.PROTRUSION) == term.ABSENT else None
+                    )
                 )
             if before is not None and after is not None:
                 ax.plot([before, after], [y, y], color="#999999", linewidth=1)
@@ -200,7 +210,7 @@ def _mri(plt, study: Study, baseline: str, followup: str) -> str:
         ax.set_title(label)
     ax = axes[2]
     for y, pid in enumerate(pids):
-        for x, finding in enumerate(("annular_fissure", "protrusion", "modic_type")):
+        for x, finding in enumerate((term.ANNULAR_FISSURE, term.PROTRUSION, term.MODIC_TYPE)):
             before = found[(pid, baseline)].get(finding, "?")
             after = found[(pid, followup)].get(finding, "?")
             ax.text(
@@ -210,7 +220,7 @@ def _mri(plt, study: Study, baseline: str, followup: str) -> str:
                 ha="center",
                 va="center",
                 fontsize=6.5,
-                color="#2e7d32" if before == "present" and after == "absent" else "#333333",
+                color="#2e7d32" if before == term.PRESENT and after == term.ABSENT else "#333333",
             )
     ax.set_xlim(-0.6, 2.6)
     ax.set_xticks([0, 1, 2], ["annular fissure", "protrusion", "Modic type"])
@@ -231,8 +241,8 @@ def render_html(table: dict[str, Any], study: Study) -> str:
                 plt,
                 study,
                 [
-                    ("nprs_average", "Average pain (0-10)"),
-                    ("nprs_worst", "Most severe pain (0-10)"),
+                    (term.NPRS_AVERAGE, "Average pain (0-10)"),
+                    (term.NPRS_WORST, "Most severe pain (0-10)"),
                 ],
                 "NPRS",
                 (0, 10),
@@ -244,7 +254,7 @@ def render_html(table: dict[str, Any], study: Study) -> str:
         ),
         (
             "Disability (Oswestry Disability Index) over the visits",
-            _lines(plt, study, [("odi", "ODI (%)")], "ODI %", (0, 100)),
+            _lines(plt, study, [(term.ODI, "ODI (%)")], "ODI %", (0, 100)),
         ),
         ("EQ-5D-3L levels per visit", _eq5d(plt, study)),
         (

@@ -8,9 +8,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from fhir_admsc import terminology as term
 from fhir_admsc.study import Study
 
-RELATED = {"certain", "probable", "possible"}
+RELATED = {term.CERTAIN, term.PROBABLE, term.POSSIBLE}
 
 Comparison = Callable[[float, float], bool]  # (baseline, follow-up) -> counted
 
@@ -25,14 +26,14 @@ def _pain_clinically_important(before: float, after: float) -> bool:
 
 
 OUTCOMES: dict[str, tuple[str, Comparison]] = {
-    "pain_reduced": ("nprs_average", lambda b, a: a < b),
-    "worst_pain_reduced": ("nprs_worst", lambda b, a: a < b),
-    "pain_50pct_responder": ("nprs_average", _pain_responder),
-    "pain_clinically_important": ("nprs_average", _pain_clinically_important),
-    "pain_worsened": ("nprs_average", lambda b, a: a > b),
-    "odi_improved": ("odi", lambda b, a: a < b),
-    "odi_clinically_important": ("odi", lambda b, a: b - a >= 10),
-    "work_capacity_increased": ("work_capacity_pct", lambda b, a: a > b),
+    "pain_reduced": (term.NPRS_AVERAGE, lambda b, a: a < b),
+    "worst_pain_reduced": (term.NPRS_WORST, lambda b, a: a < b),
+    "pain_50pct_responder": (term.NPRS_AVERAGE, _pain_responder),
+    "pain_clinically_important": (term.NPRS_AVERAGE, _pain_clinically_important),
+    "pain_worsened": (term.NPRS_AVERAGE, lambda b, a: a > b),
+    "odi_improved": (term.ODI, lambda b, a: a < b),
+    "odi_clinically_important": (term.ODI, lambda b, a: b - a >= 10),
+    "work_capacity_increased": (term.WORK_CAPACITY_PCT, lambda b, a: a > b),
 }
 
 
@@ -56,7 +57,9 @@ class _Tally:
         return {"n": self.n, "evaluable": self.evaluable, "participants": self.participants}
 
 
-def analyse(study: Study, baseline: str = "baseline", followup: str = "month12") -> dict[str, Any]:
+def analyse(
+    study: Study, baseline: str = term.BASELINE, followup: str = term.MONTH12
+) -> dict[str, Any]:
     """The outcome table of ``study``, comparing ``followup`` against ``baseline``."""
     values = {(o.participant_id, o.visit, o.measure): o.value for o in study.outcomes}
     pids = [p.participant_id for p in study.participants]
@@ -74,8 +77,8 @@ def analyse(study: Study, baseline: str = "baseline", followup: str = "month12")
     second = Counter()
     for pid in sorted({p.participant_id for p in study.procedures if p.injection_number == 2}):
         b, a = (
-            values.get((pid, "month6", "nprs_average")),
-            values.get((pid, "month12", "nprs_average")),
+            values.get((pid, term.MONTH6, term.NPRS_AVERAGE)),
+            values.get((pid, term.MONTH12, term.NPRS_AVERAGE)),
         )
         second["participants"] += 1
         second[
@@ -115,7 +118,8 @@ def analyse(study: Study, baseline: str = "baseline", followup: str = "month12")
         "safety": {
             "adverse_events": len(events),
             "by_severity": {
-                s: sum(e.severity == s for e in events) for s in ("mild", "moderate", "severe")
+                s: sum(e.severity == s for e in events)
+                for s in (term.MILD, term.MODERATE, term.SEVERE)
             },
             "serious": sum(e.serious for e in events),
             "related": sum(e.causality in RELATED for e in events),
@@ -131,7 +135,7 @@ def _analgesic_reduced(study: Study, pid: str, baseline: str, followup: str) -> 
         return None
     taking = {baseline: {}, followup: {}}
     for m in study.medications:
-        if m.participant_id == pid and m.status == "taking" and m.visit in taking:
+        if m.participant_id == pid and m.status == term.TAKING and m.visit in taking:
             taking[m.visit][m.medication] = m.daily_dose
     before, after = taking[baseline], taking[followup]
     if len(after) < len(before):
@@ -168,21 +172,23 @@ def _mri(study: Study, baseline: str, followup: str) -> dict[str, _Tally]:
     for p in study.participants:
         pid = p.participant_id
         b, a = before.get(pid, {}), after.get(pid, {})
-        if b.get("annular_fissure") == "present" and "annular_fissure" in a:
-            tallies["fissure_healed"].add(pid, a["annular_fissure"] == "absent")
-        if b.get("protrusion") == "present" or b.get("protrusion_mm", 0) > 0:
+        if b.get(term.ANNULAR_FISSURE) == term.PRESENT and term.ANNULAR_FISSURE in a:
+            tallies["fissure_healed"].add(pid, a[term.ANNULAR_FISSURE] == term.ABSENT)
+        if b.get(term.PROTRUSION) == term.PRESENT or b.get(term.PROTRUSION_MM, 0) > 0:
             tallies["protrusion_reduced"].add(pid, _protrusion_reduced(b, a))
-        if "disc_height_mm" in b and "disc_height_mm" in a:
-            tallies["disc_height_loss"].add(pid, b["disc_height_mm"] - a["disc_height_mm"] > 0.5)
+        if term.DISC_HEIGHT_MM in b and term.DISC_HEIGHT_MM in a:
+            tallies["disc_height_loss"].add(
+                pid, b[term.DISC_HEIGHT_MM] - a[term.DISC_HEIGHT_MM] > 0.5
+            )
     return tallies
 
 
 def _protrusion_reduced(before: dict[str, Any], after: dict[str, Any]) -> bool | None:
-    if before.get("protrusion") == "present" and after.get("protrusion") == "absent":
+    if before.get(term.PROTRUSION) == term.PRESENT and after.get(term.PROTRUSION) == term.ABSENT:
         return True
-    if "protrusion_mm" in before and "protrusion_mm" in after:
-        return after["protrusion_mm"] < before["protrusion_mm"]
-    return None if "protrusion" not in after else False
+    if term.PROTRUSION_MM in before and term.PROTRUSION_MM in after:
+        return after[term.PROTRUSION_MM] < before[term.PROTRUSION_MM]
+    return None if term.PROTRUSION not in after else False
 
 
 def _subgroups(study: Study, baseline: str) -> dict[str, list[str]]:
@@ -193,7 +199,7 @@ def _subgroups(study: Study, baseline: str) -> dict[str, list[str]]:
         f = found.get(p.participant_id, {})
         name = (
             "modic2_no_fissure"
-            if f.get("modic_type") == 2 and f.get("annular_fissure") == "absent"
+            if f.get(term.MODIC_TYPE) == 2 and f.get(term.ANNULAR_FISSURE) == term.ABSENT
             else "others"
         )
         groups[name].append(p.participant_id)

@@ -145,10 +145,8 @@ UcumUnit = Annotated[
 ]
 
 Sex = Literal["female", "male", "other", "unknown"]
-DiscLevel = Literal["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
-VisitCode = Literal[
-    "baseline", "week1", "month1", "month3", "month6", "month9", "month12", "month24"
-]
+DiscLevel = Literal[tuple(term.DISC_LEVELS)]  # type: ignore[valid-type]
+VisitCode = Literal[tuple(term.VISITS)]  # type: ignore[valid-type]
 ResearchStudyStatus = Literal[tuple(term.RESEARCH_STUDY_STATUS)]  # type: ignore[valid-type]
 ResearchSubjectStatus = Literal[tuple(term.RESEARCH_SUBJECT_STATUS)]  # type: ignore[valid-type]
 MeasureKey = Literal[tuple(term.OUTCOME_MEASURES)]  # type: ignore[valid-type]
@@ -156,8 +154,10 @@ FindingKey = Literal[tuple(term.IMAGING_FINDINGS)]  # type: ignore[valid-type]
 AnalgesicCategory = Literal[tuple(term.ANALGESIC_CATEGORIES)]  # type: ignore[valid-type]
 Causality = Literal[tuple(term.CAUSALITY)]  # type: ignore[valid-type]
 Guidance = Literal[tuple(term.GUIDANCE)]  # type: ignore[valid-type]
-Severity = Literal["mild", "moderate", "severe"]
-AeOutcome = Literal["resolved", "recovering", "ongoing", "resolvedWithSequelae", "fatal", "unknown"]
+Severity = Literal[tuple(term.AE_SEVERITY_DISPLAY)]  # type: ignore[valid-type]
+AeOutcome = Literal[tuple(term.AE_OUTCOME_DISPLAY)]  # type: ignore[valid-type]
+ProcedureType = Literal[tuple(term.PROCEDURES)]  # type: ignore[valid-type]
+MedicationStatus = Literal[tuple(term.MEDICATION_STATUS)]  # type: ignore[valid-type]
 
 
 def _check_measure(measure: term.Measure, value: float | str) -> float | int | str:
@@ -245,7 +245,7 @@ class Visit(_Row):
 class Procedure(_Row):
     participant_id: Identifier
     procedure_id: Identifier
-    type: Literal["harvest", "injection"]
+    type: ProcedureType
     performed_on: Date
     disc_level: DiscLevel | None = None
     injection_number: Literal[1, 2] | None = None
@@ -298,7 +298,7 @@ class Medication(_Row):
     category: AnalgesicCategory
     daily_dose: Number | None = None
     dose_unit: UcumUnit | None = None
-    status: Literal["taking", "stopped"]
+    status: MedicationStatus
 
     @field_validator("daily_dose")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fhir_admsc import terminology as term
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.output import refuse_non_empty_folder, write_files
 from fhir_admsc.study import STUDY_FILE, TABLES, Arm, Site, Study, StudyInfo, cell_text
@@ -41,14 +42,14 @@ CELL_DOSE = 10_000_000
 
 # Follow-up visits: nominal day after the first injection and the scheduling window (days either side).
 FOLLOW_UP = {
-    "week1": (7, 2),
-    "month1": (30, 7),
-    "month3": (91, 7),
-    "month6": (182, 7),
-    "month9": (273, 7),
-    "month12": (365, 7),
+    term.WEEK1: (7, 2),
+    term.MONTH1: (30, 7),
+    term.MONTH3: (91, 7),
+    term.MONTH6: (182, 7),
+    term.MONTH9: (273, 7),
+    term.MONTH12: (365, 7),
 }
-VISITS = ["baseline", *FOLLOW_UP]
+VISITS = [term.BASELINE, *FOLLOW_UP]
 MISSED_VISIT = 0.07
 WITHDRAWAL = 0.06
 WITHDRAWAL_REASONS = ["moved away", "sought other treatment", "personal reasons", None]
@@ -56,45 +57,51 @@ MISSED_MEASURE = 0.02
 # Repeat injection at month 6: more often offered when pain has not eased much by then (about 30%).
 REPEAT_IF_POOR, REPEAT_IF_GOOD, POOR_MONTH6 = 0.55, 0.15, 0.3
 
-PAIN = ["nprs_average", "nprs_worst"]
-EQ5D = ["eq5d_mobility", "eq5d_selfcare", "eq5d_activities", "eq5d_pain", "eq5d_anxiety"]
-TOLERANCE = ["standing_min", "sitting_min", "walking_min"]
-FULL = [*PAIN, "odi", *EQ5D, "eq5d_vas", *TOLERANCE, "work_capacity_pct"]
+PAIN = [term.NPRS_AVERAGE, term.NPRS_WORST]
+EQ5D = [
+    term.EQ5D_MOBILITY,
+    term.EQ5D_SELFCARE,
+    term.EQ5D_ACTIVITIES,
+    term.EQ5D_PAIN,
+    term.EQ5D_ANXIETY,
+]
+TOLERANCE = [term.STANDING_MIN, term.SITTING_MIN, term.WALKING_MIN]
+FULL = [*PAIN, term.ODI, *EQ5D, term.EQ5D_VAS, *TOLERANCE, term.WORK_CAPACITY_PCT]
 # Which measures each visit records, as in the trial's schedule of assessments.
 MEASURES_AT = {
-    "baseline": FULL,
-    "month1": PAIN,
-    "month3": PAIN,
-    "month6": [*PAIN, "odi", *EQ5D, "eq5d_vas"],
-    "month9": PAIN,
-    "month12": FULL,
+    term.BASELINE: FULL,
+    term.MONTH1: PAIN,
+    term.MONTH3: PAIN,
+    term.MONTH6: [*PAIN, term.ODI, *EQ5D, term.EQ5D_VAS],
+    term.MONTH9: PAIN,
+    term.MONTH12: FULL,
 }
 # How strongly pain weighs on each EQ-5D-3L dimension.
 EQ5D_WEIGHT = {
-    "eq5d_mobility": 0.8,
-    "eq5d_selfcare": 0.4,
-    "eq5d_activities": 0.9,
-    "eq5d_pain": 1.1,
-    "eq5d_anxiety": 0.6,
+    term.EQ5D_MOBILITY: 0.8,
+    term.EQ5D_SELFCARE: 0.4,
+    term.EQ5D_ACTIVITIES: 0.9,
+    term.EQ5D_PAIN: 1.1,
+    term.EQ5D_ANXIETY: 0.6,
 }
 
-DISC_LEVELS = ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+DISC_LEVELS = term.LUMBAR_DISCS
 DISC_WEIGHTS = [1, 4, 10, 45, 40]
 SEXES, SEX_WEIGHTS = ["female", "male", "unknown"], [52, 47, 1]
 
 # name, category, usual daily doses (mg); no RxNorm codes: none is verified for this project.
 ANALGESICS: list[tuple[str, str, tuple[int, ...]]] = [
-    ("paracetamol", "paracetamol", (2000, 3000, 4000)),
-    ("ibuprofen", "nsaid", (800, 1200, 1600)),
-    ("naproxen", "nsaid", (500, 1000)),
-    ("celecoxib", "nsaid", (200, 400)),
-    ("tramadol", "opioid", (100, 200, 300)),
-    ("tapentadol", "opioid", (100, 200)),
-    ("oxycodone", "opioid", (10, 20, 40)),
-    ("pregabalin", "neuropathic", (150, 300)),
-    ("amitriptyline", "neuropathic", (10, 25, 50)),
-    ("baclofen", "muscle-relaxant", (30, 60)),
-    ("heat rub", "other", ()),
+    ("paracetamol", term.PARACETAMOL, (2000, 3000, 4000)),
+    ("ibuprofen", term.NSAID, (800, 1200, 1600)),
+    ("naproxen", term.NSAID, (500, 1000)),
+    ("celecoxib", term.NSAID, (200, 400)),
+    ("tramadol", term.OPIOID, (100, 200, 300)),
+    ("tapentadol", term.OPIOID, (100, 200)),
+    ("oxycodone", term.OPIOID, (10, 20, 40)),
+    ("pregabalin", term.NEUROPATHIC, (150, 300)),
+    ("amitriptyline", term.NEUROPATHIC, (10, 25, 50)),
+    ("baclofen", term.MUSCLE_RELAXANT, (30, 60)),
+    ("heat rub", term.OTHER_ANALGESIC, ()),
 ]
 UNRELATED_EVENTS = ["upper respiratory tract infection", "headache", "gastroenteritis", "fall"]
 
@@ -207,7 +214,7 @@ def _participant(
     harvested_on = enrolled_on + _days(rng.randint(2, 9))
     # Culture expansion of the harvested cells takes about four weeks.
     injected_on = harvested_on + _days(rng.randint(24, 35))
-    dates = {"baseline": enrolled_on}
+    dates = {term.BASELINE: enrolled_on}
     for visit, (day, window) in FOLLOW_UP.items():
         dates[visit] = injected_on + _days(day + rng.randint(-window, window))
 
@@ -215,14 +222,14 @@ def _participant(
     # A withdrawal comes after the injection, so after week 1 and before month 12 at the latest.
     stop = rng.randrange(2, len(VISITS)) if withdrawn else len(VISITS)
     withdrawn_on = dates[VISITS[stop - 1]] + _days(rng.randint(1, 20)) if withdrawn else None
-    attended = ["baseline"] + [v for v in VISITS[1:stop] if rng.random() >= MISSED_VISIT]
+    attended = [term.BASELINE] + [v for v in VISITS[1:stop] if rng.random() >= MISSED_VISIT]
 
     response = _Response(rng)
     # Only those still in the study after month 9 can have had the repeat at month 6.
-    repeat = stop >= VISITS.index("month12") and rng.random() < (
+    repeat = stop >= VISITS.index(term.MONTH12) and rng.random() < (
         REPEAT_IF_POOR if response.at(182) < POOR_MONTH6 else REPEAT_IF_GOOD
     )
-    repeat_on = dates["month6"] + _days(rng.randint(1, 14)) if repeat else None
+    repeat_on = dates[term.MONTH6] + _days(rng.randint(1, 14)) if repeat else None
     if repeat:
         response.boost(rng, 182)
 
@@ -234,7 +241,7 @@ def _participant(
         "enrolled_on": enrolled_on,
         "disc_level": level,
         "symptom_months": None if rng.random() < 0.03 else symptom_months,
-        "status": "withdrawn" if withdrawn else "off-study",
+        "status": term.WITHDRAWN if withdrawn else term.OFF_STUDY,
         "withdrawn_on": withdrawn_on,
         "withdrawal_reason": rng.choice(WITHDRAWAL_REASONS) if withdrawn else None,
     }
@@ -295,13 +302,13 @@ def _procedures(
     harvest = {
         "participant_id": pid,
         "procedure_id": harvest_id,
-        "type": "harvest",
+        "type": term.HARVEST_TYPE,
         "performed_on": harvested_on,
         "volume_ml": 5 * rng.randint(10, 30),
-        "guidance": "none",
+        "guidance": term.NO_GUIDANCE,
     }
     lot = {"product_lot": f"LOT-{pid}", "viability_pct": round(rng.uniform(85, 98), 1)}
-    guidance = "fluoroscopy" if rng.random() < 0.95 else "ct"
+    guidance = term.FLUOROSCOPY if rng.random() < 0.95 else term.CT_GUIDANCE
     injections = [(1, injected_on, lot)]
     if repeat_on is not None:
         # Most repeats use cells kept from the first lot; some need a second expansion.
@@ -314,7 +321,7 @@ def _procedures(
             {
                 "participant_id": pid,
                 "procedure_id": f"{pid}-I{number}",
-                "type": "injection",
+                "type": term.INJECTION_TYPE,
                 "performed_on": performed_on,
                 "disc_level": level,
                 "injection_number": number,
@@ -347,15 +354,15 @@ def _outcomes(
     rows = []
     for visit in attended:
         measures = MEASURES_AT.get(visit, [])
-        gain = response.at((dates[visit] - injected_on).days) if visit != "baseline" else 0.0
-        noise = rng.gauss(0, 0.6) if visit != "baseline" else 0.0
+        gain = response.at((dates[visit] - injected_on).days) if visit != term.BASELINE else 0.0
+        noise = rng.gauss(0, 0.6) if visit != term.BASELINE else 0.0
         average = round(_clamp(pain * (1 - gain) + noise, 0, 10))
         values: dict[str, float] = {
-            "nprs_average": average,
-            "nprs_worst": min(10, average + spread + (rng.random() < 0.3)),
-            "odi": 2 * round(_clamp(odi * (1 - 0.9 * gain + rng.gauss(0, 0.06)), 0, 100) / 2),
-            "eq5d_vas": round(_clamp(95 - 6.5 * average + vas_offset + rng.gauss(0, 5), 0, 100)),
-            "work_capacity_pct": 25
+            term.NPRS_AVERAGE: average,
+            term.NPRS_WORST: min(10, average + spread + (rng.random() < 0.3)),
+            term.ODI: 2 * round(_clamp(odi * (1 - 0.9 * gain + rng.gauss(0, 0.06)), 0, 100) / 2),
+            term.EQ5D_VAS: round(_clamp(95 - 6.5 * average + vas_offset + rng.gauss(0, 5), 0, 100)),
+            term.WORK_CAPACITY_PCT: 25
             * round(_clamp(work + 100 * gain * rng.uniform(0.3, 1), 0, 100) / 25),
         }
         for measure, weight in burden.items():
@@ -379,22 +386,22 @@ def _medications(
         if category not in {c for _, c, _ in taken.values()}:
             taken[name] = (name, category, rng.choice(doses) if doses else None)
     # the contract's order, as a pull writes it: by visit, then by name (none has digits)
-    rows = [_medication(pid, "baseline", *taken[name], "taking") for name in sorted(taken)]
-    if "month12" not in attended:
+    rows = [_medication(pid, term.BASELINE, *taken[name], term.TAKING) for name in sorted(taken)]
+    if term.MONTH12 not in attended:
         return rows
     gain = response.at(365)
     for name, category, dose in taken.values():
         if gain >= 0.5 and rng.random() < 0.5:
-            rows.append(_medication(pid, "month12", name, category, dose, "stopped"))
+            rows.append(_medication(pid, term.MONTH12, name, category, dose, term.STOPPED))
         elif gain >= 0.3 and dose is not None and rng.random() < 0.4:
-            rows.append(_medication(pid, "month12", name, category, dose // 2, "taking"))
+            rows.append(_medication(pid, term.MONTH12, name, category, dose // 2, term.TAKING))
         else:
-            rows.append(_medication(pid, "month12", name, category, dose, "taking"))
+            rows.append(_medication(pid, term.MONTH12, name, category, dose, term.TAKING))
     if gain < 0 and rng.random() < 0.5:
         name, category, doses = rng.choice(ANALGESICS)
         if name not in taken:
             dose = rng.choice(doses) if doses else None
-            rows.append(_medication(pid, "month12", name, category, dose, "taking"))
+            rows.append(_medication(pid, term.MONTH12, name, category, dose, term.TAKING))
     return sorted(rows, key=lambda row: (VISITS.index(row["visit"]), row["medication"]))
 
 
@@ -419,13 +426,15 @@ def _adverse_events(
     harvest, first, *repeat = procedures
     events = []
 
-    def event(term: str, onset: date, severity: str, causality: str, **more: Any) -> None:
-        outcome = "resolved" if rng.random() < 0.92 else rng.choice(["recovering", "ongoing"])
-        resolved = onset + _days(rng.randint(2, 21)) if outcome == "resolved" else None
+    def event(name: str, onset: date, severity: str, causality: str, **more: Any) -> None:
+        outcome = (
+            term.RESOLVED if rng.random() < 0.92 else rng.choice([term.RECOVERING, term.ONGOING])
+        )
+        resolved = onset + _days(rng.randint(2, 21)) if outcome == term.RESOLVED else None
         events.append(
             {
                 "participant_id": pid,
-                "term": term,
+                "term": name,
                 "onset_on": onset,
                 "resolved_on": resolved,
                 "severity": severity,
@@ -440,38 +449,38 @@ def _adverse_events(
         event(
             "bruising at lipoaspiration site",
             harvest["performed_on"] + _days(rng.randint(0, 1)),
-            "mild",
-            "certain",
+            term.MILD,
+            term.CERTAIN,
             suspected_procedure_id=harvest["procedure_id"],
             expected=True,
         )
     for injection in [first, *repeat]:
         if rng.random() < 0.18:
-            severity = rng.choices(["mild", "moderate", "severe"], [70, 28, 2])[0]
+            severity = rng.choices([term.MILD, term.MODERATE, term.SEVERE], [70, 28, 2])[0]
             event(
                 "pain flare after injection",
                 injection["performed_on"] + _days(rng.randint(0, 2)),
                 severity,
-                rng.choices(["certain", "probable", "possible"], [1, 6, 3])[0],
+                rng.choices([term.CERTAIN, term.PROBABLE, term.POSSIBLE], [1, 6, 3])[0],
                 suspected_procedure_id=injection["procedure_id"],
                 expected=True,
-                action_taken="analgesia increased" if severity != "mild" else None,
+                action_taken="analgesia increased" if severity != term.MILD else None,
             )
     if rng.random() < 0.08:
         span = max((last_visit - harvest["performed_on"]).days, 0)
         event(
             rng.choice(UNRELATED_EVENTS),
             harvest["performed_on"] + _days(rng.randint(0, span)),
-            rng.choices(["mild", "moderate"], [4, 1])[0],
-            rng.choice(["unrelated", "unlikely"]),
+            rng.choices([term.MILD, term.MODERATE], [4, 1])[0],
+            rng.choice([term.UNRELATED, term.UNLIKELY]),
             expected=False,
         )
     if rng.random() < 0.01:
         event(
             "hospital admission for back pain",
             first["performed_on"] + _days(rng.randint(2, 60)),
-            "severe",
-            "possible",
+            term.SEVERE,
+            term.POSSIBLE,
             suspected_procedure_id=first["procedure_id"],
             expected=False,
             action_taken="admitted for analgesia",
@@ -491,32 +500,34 @@ def _imaging(
     neighbour = DISC_LEVELS[index - 1 if index > 0 else 1]
     grade = rng.choices([2, 3, 4, 5], [1, 5, 5, 1])[0]
     index_disc: dict[str, Any] = {
-        "disc_height_mm": round(_clamp(rng.gauss(11.5 - 0.9 * grade, 0.8), 3, 16), 1),
-        "pfirrmann_grade": grade,
-        "modic_type": rng.choices([0, 1, 2, 3], [8, 4, 7, 1])[0],
-        "annular_fissure": "present" if rng.random() < 0.5 else "absent",
-        "protrusion": "present" if rng.random() < 0.35 else "absent",
+        term.DISC_HEIGHT_MM: round(_clamp(rng.gauss(11.5 - 0.9 * grade, 0.8), 3, 16), 1),
+        term.PFIRRMANN_GRADE: grade,
+        term.MODIC_TYPE: rng.choices([0, 1, 2, 3], [8, 4, 7, 1])[0],
+        term.ANNULAR_FISSURE: term.PRESENT if rng.random() < 0.5 else term.ABSENT,
+        term.PROTRUSION: term.PRESENT if rng.random() < 0.35 else term.ABSENT,
     }
-    if index_disc["protrusion"] == "present":
-        index_disc["protrusion_mm"] = round(rng.uniform(2, 6), 1)
+    if index_disc[term.PROTRUSION] == term.PRESENT:
+        index_disc[term.PROTRUSION_MM] = round(rng.uniform(2, 6), 1)
     other_grade = rng.choice([1, 2, 2, 3])
     other_disc = {
-        "disc_height_mm": round(_clamp(rng.gauss(11.5 - 0.9 * other_grade, 0.8), 3, 16), 1),
-        "pfirrmann_grade": other_grade,
+        term.DISC_HEIGHT_MM: round(_clamp(rng.gauss(11.5 - 0.9 * other_grade, 0.8), 3, 16), 1),
+        term.PFIRRMANN_GRADE: other_grade,
     }
-    reports = [_report(pid, "baseline", "0", dates["baseline"] + _days(rng.randint(0, 1)), rng)]
+    reports = [
+        _report(pid, term.BASELINE, "0", dates[term.BASELINE] + _days(rng.randint(0, 1)), rng)
+    ]
     scans = [(index_disc, other_disc)]
     reports[0]["conclusion"] = _baseline_conclusion(level, index_disc)
-    if "month12" in attended:
+    if term.MONTH12 in attended:
         later = _month12_disc(rng, index_disc)
         other_later = {
             **other_disc,
-            "disc_height_mm": round(
-                _clamp(other_disc["disc_height_mm"] + rng.gauss(-0.05, 0.2), 3, 16), 1
+            term.DISC_HEIGHT_MM: round(
+                _clamp(other_disc[term.DISC_HEIGHT_MM] + rng.gauss(-0.05, 0.2), 3, 16), 1
             ),
         }
         reports.append(
-            _report(pid, "month12", "12", dates["month12"] - _days(rng.randint(0, 3)), rng)
+            _report(pid, term.MONTH12, "12", dates[term.MONTH12] - _days(rng.randint(0, 3)), rng)
         )
         reports[-1]["conclusion"] = _month12_conclusion(level, index_disc, later)
         scans.append((later, other_later))
@@ -544,48 +555,51 @@ def _report(pid: str, visit: str, suffix: str, on: date, rng: random.Random) -> 
 def _month12_disc(rng: random.Random, before: dict[str, Any]) -> dict[str, Any]:
     """The index disc a year on: mostly stable, some fissures healed, protrusions often smaller."""
     after = {
-        "disc_height_mm": round(
-            _clamp(before["disc_height_mm"] + rng.gauss(-0.15, 0.35), 3, 16), 1
+        term.DISC_HEIGHT_MM: round(
+            _clamp(before[term.DISC_HEIGHT_MM] + rng.gauss(-0.15, 0.35), 3, 16), 1
         ),
-        "pfirrmann_grade": min(5, before["pfirrmann_grade"] + (rng.random() < 0.1)),
-        "modic_type": 2
-        if before["modic_type"] == 1 and rng.random() < 0.3
-        else before["modic_type"],
-        "annular_fissure": "present"
-        if before["annular_fissure"] == "present" and rng.random() >= 0.35
-        else "absent",
-        "protrusion": before["protrusion"],
+        term.PFIRRMANN_GRADE: min(5, before[term.PFIRRMANN_GRADE] + (rng.random() < 0.1)),
+        term.MODIC_TYPE: 2
+        if before[term.MODIC_TYPE] == 1 and rng.random() < 0.3
+        else before[term.MODIC_TYPE],
+        term.ANNULAR_FISSURE: term.PRESENT
+        if before[term.ANNULAR_FISSURE] == term.PRESENT and rng.random() >= 0.35
+        else term.ABSENT,
+        term.PROTRUSION: before[term.PROTRUSION],
     }
-    if before["protrusion"] == "present":
-        size = round(before["protrusion_mm"] * rng.uniform(0.2, 1.1), 1)
+    if before[term.PROTRUSION] == term.PRESENT:
+        size = round(before[term.PROTRUSION_MM] * rng.uniform(0.2, 1.1), 1)
         if size < 1.5 and rng.random() < 0.5:
-            after["protrusion"] = "absent"
+            after[term.PROTRUSION] = term.ABSENT
         else:
-            after["protrusion_mm"] = size
+            after[term.PROTRUSION_MM] = size
     return after
 
 
 def _baseline_conclusion(level: str, disc: dict[str, Any]) -> str:
-    parts = [f"Pfirrmann grade {disc['pfirrmann_grade']} degeneration at {level}"]
-    modic = disc["modic_type"]
+    parts = [f"Pfirrmann grade {disc[term.PFIRRMANN_GRADE]} degeneration at {level}"]
+    modic = disc[term.MODIC_TYPE]
     parts.append(f"Modic type {modic} endplate change" if modic else "no Modic change")
-    if disc["annular_fissure"] == "present":
+    if disc[term.ANNULAR_FISSURE] == term.PRESENT:
         parts.append("annular fissure")
-    if disc["protrusion"] == "present":
-        parts.append(f"{cell_text(disc['protrusion_mm'])} mm protrusion")
+    if disc[term.PROTRUSION] == term.PRESENT:
+        parts.append(f"{cell_text(disc[term.PROTRUSION_MM])} mm protrusion")
     return ", ".join(parts) + "."
 
 
 def _month12_conclusion(level: str, before: dict[str, Any], after: dict[str, Any]) -> str:
     worse = (
-        after["pfirrmann_grade"] > before["pfirrmann_grade"]
-        or before["disc_height_mm"] - after["disc_height_mm"] > 0.5
+        after[term.PFIRRMANN_GRADE] > before[term.PFIRRMANN_GRADE]
+        or before[term.DISC_HEIGHT_MM] - after[term.DISC_HEIGHT_MM] > 0.5
     )
     parts = [f"{'Progressive' if worse else 'No further'} degeneration at {level}"]
-    if before["annular_fissure"] == "present" and after["annular_fissure"] == "absent":
+    if before[term.ANNULAR_FISSURE] == term.PRESENT and after[term.ANNULAR_FISSURE] == term.ABSENT:
         parts.append("annular fissure no longer seen")
-    if before["protrusion"] == "present" and after["protrusion"] == "absent":
+    if before[term.PROTRUSION] == term.PRESENT and after[term.PROTRUSION] == term.ABSENT:
         parts.append("protrusion resolved")
-    elif before["protrusion"] == "present" and after["protrusion_mm"] < before["protrusion_mm"]:
+    elif (
+        before[term.PROTRUSION] == term.PRESENT
+        and after[term.PROTRUSION_MM] < before[term.PROTRUSION_MM]
+    ):
         parts.append("protrusion reduced")
     return "; ".join(parts) + "."

@@ -167,56 +167,70 @@ def _measures(rows: list[tuple]) -> dict[str, Measure]:
     return table
 
 
+# outcomes.csv `measure` and imaging_findings.csv `finding`
+NPRS_AVERAGE, NPRS_WORST, ODI, EQ5D_VAS = "nprs_average", "nprs_worst", "odi", "eq5d_vas"
+EQ5D_MOBILITY, EQ5D_SELFCARE, EQ5D_ACTIVITIES = "eq5d_mobility", "eq5d_selfcare", "eq5d_activities"
+EQ5D_PAIN, EQ5D_ANXIETY = "eq5d_pain", "eq5d_anxiety"
+EQ5D_DIMENSIONS = [EQ5D_MOBILITY, EQ5D_SELFCARE, EQ5D_ACTIVITIES, EQ5D_PAIN, EQ5D_ANXIETY]
+STANDING_MIN, SITTING_MIN, WALKING_MIN = "standing_min", "sitting_min", "walking_min"
+WORK_CAPACITY_PCT = "work_capacity_pct"
+DISC_HEIGHT_MM, PFIRRMANN_GRADE, MODIC_TYPE = "disc_height_mm", "pfirrmann_grade", "modic_type"
+ANNULAR_FISSURE, PROTRUSION, PROTRUSION_MM = "annular_fissure", "protrusion", "protrusion_mm"
+
 # fmt: off
 OUTCOME_MEASURES: dict[str, Measure] = _measures([
-    ("nprs_average", "nprs-average", "Average pain, 0-10 numeric rating", "integer", 0, 10, None, _NPRS),
-    ("nprs_worst", "nprs-worst", "Most severe pain, 0-10 numeric rating", "integer", 0, 10, None, _NPRS),
-    ("odi", "odi", "Oswestry Disability Index total, percent", "decimal", 0, 100, _PERCENT, _ODI),
-    ("eq5d_mobility", "eq5d-mobility", "EQ-5D-3L mobility level", "integer", 1, 3, None, _MOBILITY),
-    ("eq5d_selfcare", "eq5d-selfcare", "EQ-5D-3L self-care level", "integer", 1, 3, None, _SELFCARE),
-    ("eq5d_activities", "eq5d-activities", "EQ-5D-3L usual activities level", "integer", 1, 3, None),
-    ("eq5d_pain", "eq5d-pain", "EQ-5D-3L pain/discomfort level", "integer", 1, 3, None),
-    ("eq5d_anxiety", "eq5d-anxiety", "EQ-5D-3L anxiety/depression level", "integer", 1, 3, None),
-    ("eq5d_vas", "eq5d-vas", "EQ visual analogue scale", "integer", 0, 100, None, _EQ_VAS),
-    ("standing_min", "standing-tolerance", "Standing tolerance", "decimal", 0, None, _MINUTES),
-    ("sitting_min", "sitting-tolerance", "Sitting tolerance", "decimal", 0, None, _MINUTES),
-    ("walking_min", "walking-tolerance", "Walking tolerance", "decimal", 0, None, _MINUTES),
-    ("work_capacity_pct", "work-capacity", "Work capacity, percent of full", "decimal", 0, 100, _PERCENT),
+    (NPRS_AVERAGE, "nprs-average", "Average pain, 0-10 numeric rating", "integer", 0, 10, None, _NPRS),
+    (NPRS_WORST, "nprs-worst", "Most severe pain, 0-10 numeric rating", "integer", 0, 10, None, _NPRS),
+    (ODI, "odi", "Oswestry Disability Index total, percent", "decimal", 0, 100, _PERCENT, _ODI),
+    (EQ5D_MOBILITY, "eq5d-mobility", "EQ-5D-3L mobility level", "integer", 1, 3, None, _MOBILITY),
+    (EQ5D_SELFCARE, "eq5d-selfcare", "EQ-5D-3L self-care level", "integer", 1, 3, None, _SELFCARE),
+    (EQ5D_ACTIVITIES, "eq5d-activities", "EQ-5D-3L usual activities level", "integer", 1, 3, None),
+    (EQ5D_PAIN, "eq5d-pain", "EQ-5D-3L pain/discomfort level", "integer", 1, 3, None),
+    (EQ5D_ANXIETY, "eq5d-anxiety", "EQ-5D-3L anxiety/depression level", "integer", 1, 3, None),
+    (EQ5D_VAS, "eq5d-vas", "EQ visual analogue scale", "integer", 0, 100, None, _EQ_VAS),
+    (STANDING_MIN, "standing-tolerance", "Standing tolerance", "decimal", 0, None, _MINUTES),
+    (SITTING_MIN, "sitting-tolerance", "Sitting tolerance", "decimal", 0, None, _MINUTES),
+    (WALKING_MIN, "walking-tolerance", "Walking tolerance", "decimal", 0, None, _MINUTES),
+    (WORK_CAPACITY_PCT, "work-capacity", "Work capacity, percent of full", "decimal", 0, 100, _PERCENT),
 ])
 
 IMAGING_FINDINGS: dict[str, Measure] = _measures([
-    ("disc_height_mm", "disc-height", "Intervertebral disc height", "decimal>", 0, None, _MM),
-    ("pfirrmann_grade", "pfirrmann-grade", "Pfirrmann disc degeneration grade", "integer", 1, 5, None),
-    ("modic_type", "modic-type", "Modic endplate change type (0 = none)", "integer", 0, 3, None),
-    ("annular_fissure", "annular-fissure", "Annular fissure", "presence", None, None, None),
-    ("protrusion", "disc-protrusion", "Disc protrusion", "presence", None, None, None),
-    ("protrusion_mm", "protrusion-size", "Disc protrusion size", "decimal", 0, None, _MM),
+    (DISC_HEIGHT_MM, "disc-height", "Intervertebral disc height", "decimal>", 0, None, _MM),
+    (PFIRRMANN_GRADE, "pfirrmann-grade", "Pfirrmann disc degeneration grade", "integer", 1, 5, None),
+    (MODIC_TYPE, "modic-type", "Modic endplate change type (0 = none)", "integer", 0, 3, None),
+    (ANNULAR_FISSURE, "annular-fissure", "Annular fissure", "presence", None, None, None),
+    (PROTRUSION, "disc-protrusion", "Disc protrusion", "presence", None, None, None),
+    (PROTRUSION_MM, "protrusion-size", "Disc protrusion size", "decimal", 0, None, _MM),
 ])
 # fmt: on
 
+ABSENT, PRESENT = "absent", "present"
 PRESENCE: dict[str, Concept] = {
-    "absent": Concept("absent", "Absent"),
-    "present": Concept("present", "Present"),
+    ABSENT: Concept(ABSENT, "Absent"),
+    PRESENT: Concept(PRESENT, "Present"),
 }
 
+BASELINE, WEEK1, MONTH1, MONTH3 = "baseline", "week1", "month1", "month3"
+MONTH6, MONTH9, MONTH12, MONTH24 = "month6", "month9", "month12", "month24"
 VISITS: dict[str, Concept] = {
     v.code: v
     for v in [
-        Concept("baseline", "Baseline visit"),
-        Concept("week1", "Week 1 visit"),
-        Concept("month1", "Month 1 visit"),
-        Concept("month3", "Month 3 visit"),
-        Concept("month6", "Month 6 visit"),
-        Concept("month9", "Month 9 visit"),
-        Concept("month12", "Month 12 visit"),
-        Concept("month24", "Month 24 visit"),
+        Concept(BASELINE, "Baseline visit"),
+        Concept(WEEK1, "Week 1 visit"),
+        Concept(MONTH1, "Month 1 visit"),
+        Concept(MONTH3, "Month 3 visit"),
+        Concept(MONTH6, "Month 6 visit"),
+        Concept(MONTH9, "Month 9 visit"),
+        Concept(MONTH12, "Month 12 visit"),
+        Concept(MONTH24, "Month 24 visit"),
     ]
 }
 VISIT_ORDER = list(VISITS)
 
+LUMBAR_DISCS = ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]  # top to bottom
 DISC_LEVELS: dict[str, Concept] = {
     level: Concept(level, f"Intervertebral disc {level.replace('-', '/')}")
-    for level in ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    for level in LUMBAR_DISCS
 }
 
 LOW_BACK_PAIN = Concept(
@@ -247,35 +261,40 @@ RADIOLOGY = (V2_0074, "RAD", "Radiology")
 MODALITIES = {"MR": "Magnetic Resonance"}  # DICOM modality codes (imaging_reports.csv `modality`)
 AMBULATORY = (V3_ACT_CODE, "AMB", "ambulatory")
 
+FLUOROSCOPY, CT_GUIDANCE, NO_GUIDANCE = "fluoroscopy", "ct", "none"
 GUIDANCE: dict[str, Concept] = {
-    "fluoroscopy": Concept(
-        "fluoroscopy", "Fluoroscopic guidance", ((SNOMED, "44491008", "Fluoroscopy"),)
+    FLUOROSCOPY: Concept(
+        FLUOROSCOPY, "Fluoroscopic guidance", ((SNOMED, "44491008", "Fluoroscopy"),)
     ),
-    "ct": Concept("ct", "CT guidance"),
-    "none": Concept("none", "No imaging guidance"),
+    CT_GUIDANCE: Concept(CT_GUIDANCE, "CT guidance"),
+    NO_GUIDANCE: Concept(NO_GUIDANCE, "No imaging guidance"),
 }
 
+OPIOID, NSAID, PARACETAMOL, NEUROPATHIC = "opioid", "nsaid", "paracetamol", "neuropathic"
+MUSCLE_RELAXANT, OTHER_ANALGESIC = "muscle-relaxant", "other"
 ANALGESIC_CATEGORIES: dict[str, Concept] = {
     c.code: c
     for c in [
-        Concept("opioid", "Opioid analgesic"),
-        Concept("nsaid", "Non-steroidal anti-inflammatory drug"),
-        Concept("paracetamol", "Paracetamol"),
-        Concept("neuropathic", "Neuropathic pain agent"),
-        Concept("muscle-relaxant", "Muscle relaxant"),
-        Concept("other", "Other analgesic"),
+        Concept(OPIOID, "Opioid analgesic"),
+        Concept(NSAID, "Non-steroidal anti-inflammatory drug"),
+        Concept(PARACETAMOL, "Paracetamol"),
+        Concept(NEUROPATHIC, "Neuropathic pain agent"),
+        Concept(MUSCLE_RELAXANT, "Muscle relaxant"),
+        Concept(OTHER_ANALGESIC, "Other analgesic"),
     ]
 }
 
 # Study causality categories, paired with WHO-UMC terms where one has the same meaning.
+CERTAIN, PROBABLE, POSSIBLE = "certain", "probable", "possible"
+UNLIKELY, UNRELATED = "unlikely", "unrelated"
 CAUSALITY: dict[str, Concept] = {
     c.code: c
     for c in [
-        Concept("certain", "Certain", ((AE_CAUSALITY, "Certain", "Certain"),)),
-        Concept("probable", "Probable", ((AE_CAUSALITY, "Probably-Likely", "Probably/Likely"),)),
-        Concept("possible", "Possible", ((AE_CAUSALITY, "Possible", "Possible"),)),
-        Concept("unlikely", "Unlikely", ((AE_CAUSALITY, "Unlikely", "Unlikely"),)),
-        Concept("unrelated", "Not related"),
+        Concept(CERTAIN, "Certain", ((AE_CAUSALITY, "Certain", "Certain"),)),
+        Concept(PROBABLE, "Probable", ((AE_CAUSALITY, "Probably-Likely", "Probably/Likely"),)),
+        Concept(POSSIBLE, "Possible", ((AE_CAUSALITY, "Possible", "Possible"),)),
+        Concept(UNLIKELY, "Unlikely", ((AE_CAUSALITY, "Unlikely", "Unlikely"),)),
+        Concept(UNRELATED, "Not related"),
         Concept(
             "unassessable",
             "Unassessable",
@@ -284,12 +303,14 @@ CAUSALITY: dict[str, Concept] = {
     ]
 }
 
-AE_SEVERITY_DISPLAY = {"mild": "Mild", "moderate": "Moderate", "severe": "Severe"}
+MILD, MODERATE, SEVERE = "mild", "moderate", "severe"
+AE_SEVERITY_DISPLAY = {MILD: "Mild", MODERATE: "Moderate", SEVERE: "Severe"}
 AE_SERIOUSNESS = {True: "Serious", False: "Non-serious"}  # R4 codes are capitalised
+RESOLVED, RECOVERING, ONGOING = "resolved", "recovering", "ongoing"
 AE_OUTCOME_DISPLAY = {
-    "resolved": "Resolved",
-    "recovering": "Recovering",
-    "ongoing": "Ongoing",
+    RESOLVED: "Resolved",
+    RECOVERING: "Recovering",
+    ONGOING: "Ongoing",
     "resolvedWithSequelae": "Resolved with Sequelae",
     "fatal": "Fatal",
     "unknown": "Unknown",
@@ -309,24 +330,26 @@ RESEARCH_STUDY_STATUS = [
     "temporarily-closed-to-accrual-and-intervention",
     "withdrawn",
 ]
+WITHDRAWN = "withdrawn"  # the research-subject-status of a participant who left the study
+OFF_STUDY = "off-study"  # of one who completed it
 RESEARCH_SUBJECT_STATUS = [
     "candidate",
     "eligible",
     "follow-up",
     "ineligible",
     "not-registered",
-    "off-study",
+    OFF_STUDY,
     "on-study",
     "on-study-intervention",
     "on-study-observation",
     "pending-on-study",
     "potential-candidate",
     "screening",
-    "withdrawn",
+    WITHDRAWN,
 ]
 
-MEDICATION_STATUS = {"taking": "active", "stopped": "stopped"}
-WITHDRAWN = "withdrawn"  # the research-subject-status of a participant who left the study
+TAKING, STOPPED = "taking", "stopped"  # medications.csv `status`
+MEDICATION_STATUS = {TAKING: "active", STOPPED: "stopped"}
 
 
 def all_concepts() -> list[Concept]:

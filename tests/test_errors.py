@@ -69,31 +69,44 @@ def test_invalid_data_names_what_was_read() -> None:
 
 
 @pytest.mark.parametrize(
-    "error, where, expected",
+    "error, doing, where, expected",
     [
         pytest.param(
             FileNotFoundError(2, "No such file or directory", "out/visits.csv"),
-            "out/visits.csv",  # the file the error names, inside the folder being read
+            "read",
+            "out/visits.csv",  # reading a folder: the file that failed in it
             "No such file or directory",
             id="missing",
         ),
         pytest.param(
+            FileNotFoundError(2, "No such file or directory", "out/.study.json.x1.tmp"),
+            "write",
+            "out/study.json",  # writing: the target, not the staging file
+            "No such file or directory",
+            id="staging",
+        ),
+        pytest.param(
             OSError(28, "No space left on device"),
+            "write",
             "out/study.json",
             "No space left on device",
             id="disk-full",
         ),
         pytest.param(
-            IsADirectoryError(21, "Is a directory"), "out/study.json", "Is a directory", id="folder"
+            IsADirectoryError(21, "Is a directory"),
+            "write",
+            "out/study.json",
+            "Is a directory",
+            id="folder",
         ),
     ],
 )
 def test_file_access_names_the_file_and_the_reason(
-    error: OSError, where: str, expected: str
+    error: OSError, doing: str, where: str, expected: str
 ) -> None:
-    with pytest.raises(FileAccessError) as caught, file_access("out/study.json", "write"):
+    with pytest.raises(FileAccessError) as caught, file_access("out/study.json", doing):
         raise error
-    assert str(caught.value) == f"cannot write {where}: {expected}"
+    assert str(caught.value) == f"cannot {doing} {where}: {expected}"
     assert caught.value.exit_code == ExitCode.USAGE
     assert caught.value.__cause__ is error
 
