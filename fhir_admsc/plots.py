@@ -13,13 +13,7 @@ from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.report import rows, title
 from fhir_admsc.study import Study
 
-EQ5D = [
-    term.EQ5D_MOBILITY,
-    term.EQ5D_SELFCARE,
-    term.EQ5D_ACTIVITIES,
-    term.EQ5D_PAIN,
-    term.EQ5D_ANXIETY,
-]
+EQ5D = term.EQ5D_DIMENSIONS
 LEVEL_COLOURS = ["#4c9f70", "#f2b134", "#d1495b"]  # no / some / extreme problems
 
 

@@ -58,13 +58,7 @@ MISSED_MEASURE = 0.02
 REPEAT_IF_POOR, REPEAT_IF_GOOD, POOR_MONTH6 = 0.55, 0.15, 0.3
 
 PAIN = [term.NPRS_AVERAGE, term.NPRS_WORST]
-EQ5D = [
-    term.EQ5D_MOBILITY,
-    term.EQ5D_SELFCARE,
-    term.EQ5D_ACTIVITIES,
-    term.EQ5D_PAIN,
-    term.EQ5D_ANXIETY,
-]
+EQ5D = term.EQ5D_DIMENSIONS
 TOLERANCE = [term.STANDING_MIN, term.SITTING_MIN, term.WALKING_MIN]
 FULL = [*PAIN, term.ODI, *EQ5D, term.EQ5D_VAS, *TOLERANCE, term.WORK_CAPACITY_PCT]
 # Which measures each visit records, as in the trial's schedule of assessments.
