@@ -68,10 +68,16 @@ class StagedFiles:
     def write(self, name: str, data: bytes, part: int = 0) -> None:
         """Append ``data`` to part ``part`` of the file ``name``."""
         parts = self._parts.setdefault(name, {})
-        with file_access(self.folder / name, "write"):
-            if part not in parts:
-                parts[part] = _temporary(self.folder, name)
-            parts[part][0].write(data)
+        try:  # called once a line: no context manager, no path built unless it fails
+            handle = parts[part][0] if part in parts else self._open(name, part)
+            handle.write(data)
+        except OSError:
+            with file_access(self.folder / name, "write"):
+                raise
+
+    def _open(self, name: str, part: int) -> BinaryIO:
+        self._parts[name][part] = _temporary(self.folder, name)
+        return self._parts[name][part][0]
 
     @property
     def names(self) -> list[str]:
