@@ -453,6 +453,9 @@ EXTENSIONS: dict[str, ExtensionDef] = {e.name: e for e in [
 
 # Format rules for external code systems that cannot be enumerated offline.
 _LOINC = re.compile(r"\d{1,7}-\d")
+# LOINC's other kinds of code: answers (LA6568-5), parts (LP14082-9), answer lists (LL358-3) and
+# groups (LG41762-2). Their check digit is not the observation codes' mod-10 one: format only.
+_LOINC_OTHER = re.compile(r"L[APLG]\d{1,8}-\d")
 _SNOMED = re.compile(r"[1-9]\d{5,17}")
 _RXNORM = re.compile(r"\d{1,10}")
 
@@ -497,8 +500,10 @@ def _loinc_ok(code: str) -> bool:
 
 def external_code_problem(system: str, code: str) -> str | None:
     """Why ``code`` cannot be a code of an external system checked by format, or None."""
-    if system == LOINC and not (_LOINC.fullmatch(code) and _loinc_ok(code)):
-        return "is not a LOINC code (digits, '-', check digit)"
+    if system == LOINC and not (
+        (_LOINC.fullmatch(code) and _loinc_ok(code)) or _LOINC_OTHER.fullmatch(code)
+    ):
+        return "is not a LOINC code (digits, '-', check digit; or an LA, LP, LL or LG code)"
     if system == SNOMED and not (_SNOMED.fullmatch(code) and _verhoeff_ok(code)):
         return "is not a SNOMED CT identifier (6-18 digits with a Verhoeff check digit)"
     if system == RXNORM and not _RXNORM.fullmatch(code):
