@@ -67,16 +67,23 @@ def _member_of(inputs: list[Any], url: Any) -> list[bool]:
     return [] if not results or None in results else [all(results)]
 
 
-def _contains(focus: list[Any], text: Any) -> Any:
-    """contains() as the HL7 validator evaluates it: false on anything but one item, where
-    FHIRPath says empty. Base invariants rely on it: bdl-8, ``fullUrl.contains('/_history/')
-    .not()``, holds for an entry without a fullUrl (optional outside transactions)."""
-    text = text[0] if isinstance(text, list) and text else text
-    return strings.contains_fn(None, focus, text) if len(focus) == 1 else False
+def _on_one_item(test: Callable[..., Any]) -> Callable[[list[Any], Any], Any]:
+    """A string test (contains, startsWith, endsWith) as the HL7 validator evaluates it: false on
+    anything but one item, where FHIRPath says empty. Base invariants rely on it: bdl-8,
+    ``fullUrl.contains('/_history/').not()``, holds for an entry without a fullUrl, and ref-1,
+    ``reference.startsWith('#').not() or ...``, for a Reference with only a display."""
+
+    def run(focus: list[Any], text: Any) -> Any:
+        text = text[0] if isinstance(text, list) and text else text
+        return test(None, focus, text) if len(focus) == 1 else False
+
+    return run
 
 
 _FUNCTIONS = {
-    "contains": {"fn": _contains, "arity": {1: ["String"]}},
+    "contains": {"fn": _on_one_item(strings.contains_fn), "arity": {1: ["String"]}},
+    "startsWith": {"fn": _on_one_item(strings.starts_with), "arity": {1: ["String"]}},
+    "endsWith": {"fn": _on_one_item(strings.ends_with), "arity": {1: ["String"]}},
     "hasValue": {"fn": _has_value, "arity": {0: []}},
     "resolve": {"fn": _resolve, "arity": {0: []}},
     "memberOf": {"fn": _member_of, "arity": {1: ["String"]}},

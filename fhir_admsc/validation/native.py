@@ -11,7 +11,7 @@ both on every evaluation of the validator's corpus and on variants of each input
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -50,6 +50,35 @@ def _no_contained(node: Any, _: dict[str, Any]) -> bool | None:
     return True if not _present(node.get("contained")) else None
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _dom_3(node: Any, resource: dict[str, Any]) -> bool | None:
+    """dom-3: every contained resource is pointed to ('#id') from somewhere in the resource, or
+    points to its container ('#'). Read over every string, where FHIRPath reads references,
+    canonicals, uris and urls: a '#id' text anywhere else is all it could take for one."""
+    if not isinstance(node, dict):
+        return None
+    contained = _items(node.get("contained"))
+    if not all(isinstance(c, dict) for c in contained):
+        return None
+    pointers = {text for text in _strings(resource) if text.startswith("#")}
+    for c in contained:
+        own = c.get("id")
+        if isinstance(own, str) and f"#{own}" not in pointers and "#" not in set(_strings(c)):
+            return False
+    return True
+
+
 def _dom_2(node: Any, _: dict[str, Any]) -> bool | None:
     if not isinstance(node, dict):
         return None
@@ -66,7 +95,13 @@ def _ext_1(node: Any, _: dict[str, Any]) -> bool | None:
 
 
 def _ref_1(node: Any, resource: dict[str, Any]) -> bool | None:
-    if not isinstance(node, dict) or not isinstance(node.get("reference"), str):
+    """ref-1. A Reference without a reference (a display only) holds, as in the HL7 validator
+    (its startsWith() of nothing is false)."""
+    if not isinstance(node, dict):
+        return None
+    if node.get("reference") is None:
+        return True
+    if not isinstance(node["reference"], str):
         return None
     reference = node["reference"]
     if not reference.startswith("#"):
@@ -268,7 +303,7 @@ _EXACT: dict[str, Native] = {
     "%resource.descendants().as(url))) or descendants().where(reference = '#').exists() or "
     "descendants().where(as(canonical) = '#').exists() or "
     "descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()": (
-        _no_contained
+        _dom_3
     ),
     "extension.exists() != value.exists()": _ext_1,
     "reference.startsWith('#').not() or (reference.substring(1).trace('url') in "
