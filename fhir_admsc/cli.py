@@ -274,6 +274,14 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     help="Also validate the resources of this profile's type against it (repeatable); "
     "the profile must be in the project's package or an --ig.",
 )
+@click.option(
+    "--extension-domain",
+    "extension_domains",
+    multiple=True,
+    metavar="URL",
+    help="Allow extensions whose URL starts with this, though no package defines them "
+    "(repeatable).",
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 def validate(
     paths: tuple[Path, ...],
@@ -281,12 +289,17 @@ def validate(
     fail_on: str,
     igs: tuple[Path, ...],
     profiles: tuple[str, ...],
+    extension_domains: tuple[str, ...],
     output: Path | None,
 ) -> None:
     """Validate resources, Bundles or NDJSON against the project's profiles and FHIR R4, offline."""
     with Progress("validating") as progress:
         issues, checked = validate_paths(
-            paths, igs, profiles, progress if progress.active else None
+            paths,
+            igs,
+            profiles,
+            progress if progress.active else None,
+            extension_domains=extension_domains,
         )
     report = reports.render(fmt, issues, checked)
     if output is None:

@@ -228,3 +228,30 @@ def test_the_summary_is_shown_once_when_stdout_and_stderr_are_one_terminal(ndjso
     assert together.stdout.decode().count("3 resources checked") == 1
     apart = subprocess.run([*command, "validate", str(ndjson)], capture_output=True, text=True)
     assert "3 resources checked" in apart.stdout and "3 resources checked" in apart.stderr
+
+
+def test_an_undefined_extension_is_an_error_unless_its_domain_is_allowed(tmp_path: Path) -> None:
+    patient = demo("patient", 0)
+    patient["extension"] = [
+        {"url": "https://ehr.example.net/fhir/ext/shoe-size", "valueInteger": 9}
+    ]
+    path = tmp_path / "patient.json"
+    path.write_text(json.dumps(patient))
+    refused = run("validate", str(path))
+    assert refused.exit_code == 1
+    assert "Patient.extension[0]: extension https://ehr.example.net/fhir/ext/shoe-size" in (
+        refused.stdout
+    )
+    allowed = run("validate", str(path), "--extension-domain", "https://ehr.example.net/fhir/")
+    assert allowed.exit_code == 0, allowed.stdout
+
+
+def test_a_profile_nobody_loaded_is_a_warning(tmp_path: Path) -> None:
+    patient = demo("patient", 0)
+    patient["meta"] = {"profile": ["https://registry.example.net/StructureDefinition/p"]}
+    path = tmp_path / "patient.json"
+    path.write_text(json.dumps(patient))
+    result = run("validate", str(path))
+    assert result.exit_code == 0
+    assert "warning" in result.stdout and "not loaded, so it was not checked" in result.stdout
+    assert run("validate", str(path), "--fail-on", "warning").exit_code == 1

@@ -30,6 +30,8 @@ class Catalog:
         self.value_sets: dict[str, dict[str, Any]] = {}
         self.code_systems: dict[str, dict[str, Any]] = {}
         self.canonical_bases: set[str] = set()
+        # profiles an ImplementationGuide declares for every resource of a type (IG.global)
+        self.global_profiles: dict[str, list[str]] = {}
         # answers computed from the loaded resources, asked once per coded element: kept until
         # the next add()
         self._memo: dict[tuple[str, str, str], Any] = {}
@@ -56,6 +58,13 @@ class Catalog:
         return found[1]
 
     def add(self, resource: dict[str, Any]) -> None:
+        if resource.get("resourceType") == "ImplementationGuide":
+            for item in resource.get("global", []):
+                if isinstance(item, dict) and isinstance(item.get("type"), str):
+                    profile = item.get("profile")
+                    if isinstance(profile, str):
+                        self.global_profiles.setdefault(item["type"], []).append(profile)
+            return
         table = {
             "StructureDefinition": self.structures,
             "ValueSet": self.value_sets,
@@ -188,7 +197,7 @@ def _conformance_json(data: bytes, where: str) -> list[dict[str, Any]]:
         resource = json.load(io.BytesIO(data))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigurationError(f"{where}: not valid JSON: {e}") from None
-    kinds = {"StructureDefinition", "ValueSet", "CodeSystem"}
+    kinds = {"StructureDefinition", "ValueSet", "CodeSystem", "ImplementationGuide"}
     if isinstance(resource, dict) and resource.get("resourceType") in kinds:
         return [resource]
     if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":

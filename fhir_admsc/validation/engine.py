@@ -3,10 +3,12 @@ of a Bundle. Every check reports an Issue located by FHIRPath; nothing is printe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import cache
 from typing import Any
@@ -16,11 +18,13 @@ from fhir_admsc import terminology as term
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.resources import label, reference_type
 from fhir_admsc.terminology import CORE_EXTENSION_CONTEXTS
+from fhir_admsc.validation import slicing
 from fhir_admsc.validation.catalog import Catalog
 from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
 from fhir_admsc.validation.issues import Issue
 
 R4 = "fhir:R4"
+MAX_STRING = 1024 * 1024  # bytes of UTF-8 in a string (R4 datatypes: "SHALL NOT exceed 1MB")
 SEEN_LIMIT = 20_000  # remembered datatype values and extensions; bounds memory on large inputs
 # Values that differ in every resource (a business identifier, a narrative): never remembered.
 UNIQUE_DATATYPES = {"Identifier", "Narrative"}
@@ -107,28 +111,44 @@ def profile_type(catalog: Catalog, url: str) -> str:
 class Validator:
     """Checks resources against the R4 base and the profiles of a Catalog."""
 
-    def __init__(self, catalog: Catalog, profiles: Iterable[str] = ()) -> None:
+    def __init__(
+        self, catalog: Catalog, profiles: Iterable[str] = (), extension_domains: Iterable[str] = ()
+    ) -> None:
         self.catalog = catalog
+        # URL prefixes of extensions that may be used without a definition
+        self.extension_domains = tuple(extension_domains)
         # As the HL7 validator's -profile: a named profile applies to the resources of its type.
         self.extra_profiles: dict[str, list[str]] = {}
+        for kind, urls in catalog.global_profiles.items():  # an IG's global profiles apply too
+            self.extra_profiles[kind] = list(urls)
         for url in profiles:
             self.extra_profiles.setdefault(profile_type(catalog, url), []).append(url)
         self._seen: dict[tuple[str, str], tuple[tuple[str, str, str, str, str], ...]] = {}
         self._free: dict[str, bool] = {}
+        self._conforming: set[tuple[int, str]] = set()
 
     def _slice_urls(self, sd: dict[str, Any]) -> dict[str, str]:
         return self.catalog.derived("slice urls", sd, lambda: _slice_urls(sd))
 
     # -- one resource -------------------------------------------------------------------------
 
-    def validate(self, resource: Any, resolver: Resolver | None = None) -> list[Issue]:
-        """Every issue of one resource; locations start at its type (``Observation.status``)."""
+    def validate(
+        self,
+        resource: Any,
+        resolver: Resolver | None = None,
+        root: dict[str, Any] | None = None,
+        profiled: dict[str, Any] | None = None,
+    ) -> list[Issue]:
+        """Every issue of one resource; locations start at its type (``Observation.status``).
+        ``root`` is the resource that contains it, if it is contained (``%rootResource``);
+        ``profiled`` is what its profiles are applied to, if not ``resource`` itself (a Bundle
+        whose entries are checked on their own, given as stubs in ``resource``)."""
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             return [
                 Issue("error", "structure", "is not a FHIR resource (no resourceType)", "$this", R4)
             ]
         kind = resource["resourceType"]
-        ctx = Context(resource, Evaluation(resolver or Resolver(), self._member_of))
+        ctx = Context(resource, Evaluation(resolver or Resolver(), self._member_of, root))
         if not r4.is_resource_type(kind):
             ctx.add("error", "structure", f"'{kind}' is not an R4 resource type", kind)
             return ctx.issues
@@ -138,8 +158,9 @@ class Validator:
         # a malformed meta or profile is reported by the walk; only well-formed claims are checked
         claimed = [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
         named = self.extra_profiles.get(kind, ())
+        whole = profiled if profiled is not None else resource
         for url in [*claimed, *(p for p in named if p not in claimed)]:
-            self._profile(ctx, url, [Node(resource, kind)], kind)
+            self._profile(ctx, url, [Node(whole, kind)], kind)
         return ctx.issues
 
     # -- the R4 base: walk every element with its definition ----------------------------------
@@ -218,7 +239,9 @@ class Validator:
             return
         is_primitive = type_code[0].islower() or type_code.startswith("http://")
         if is_primitive:
-            self._primitive(ctx, type_code, _pattern(type_code), value, where)
+            # Resource.id is a System.String in R4 whose regex is that of id
+            regex = _pattern("id" if element.path in _RESOURCE_IDS else type_code)
+            self._primitive(ctx, type_code, regex, value, where)
         elif type_code in ("BackboneElement", "Element") or element.content_reference:
             if not isinstance(value, dict):
                 ctx.add("error", "structure", "must be an object", where)
@@ -230,7 +253,12 @@ class Validator:
             return  # each entry's resource is checked on its own, with its own line
         elif type_code == "Resource" or r4.is_resource_type(type_code):
             if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-                for issue in self.validate(value, ctx.evaluation.resolver):
+                root = (
+                    ctx.evaluation.root or ctx.resource
+                    if element.path.endswith(".contained")
+                    else None
+                )
+                for issue in self.validate(value, ctx.evaluation.resolver, root):
                     ctx.issues.append(
                         Issue(
                             issue.severity,
@@ -275,12 +303,14 @@ class Validator:
         if not text or '"#' in text:
             self._walk(ctx, value, type_code, type_code, where)
             self._codes(ctx, type_code, value, where)
+            _attachment_size(ctx, type_code, value, where)
             return
         found = self._seen.get((type_code, text))
         if found is None:
             inner = Context(ctx.resource, ctx.evaluation)
             self._walk(inner, value, type_code, type_code, "")
             self._codes(inner, type_code, value, "")
+            _attachment_size(inner, type_code, value, "")
             found = tuple((i.severity, i.code, i.message, i.location, i.rule) for i in inner.issues)
             if len(self._seen) >= SEEN_LIMIT:
                 self._seen.clear()
@@ -304,6 +334,15 @@ class Validator:
             if type_code == "boolean"
             else str(value)
         )
+        if (
+            isinstance(value, str)
+            and len(value) > MAX_STRING // 4
+            and len(value.encode()) > MAX_STRING
+        ):
+            ctx.add(
+                "error", "structure", "is longer than 1 MB, the most a FHIR string may hold", where
+            )
+            return
         # FHIR's regexes are XML Schema ones, where \s is only space, tab, CR and LF: in ASCII
         # mode Python agrees, and a no-break or ideographic space is text, not whitespace.
         if regex and not regex.fullmatch(text):
@@ -442,10 +481,13 @@ class Validator:
                 # The R4 core extension definitions are not shipped: a profile that slices one
                 # constrains its value itself (as ours do for workflow-researchStudy).
                 return
+            # As the HL7 validator: a claim of a profile nobody loaded is a warning; the
+            # resource is checked against everything else.
             ctx.add(
-                "error",
+                "warning" if type_name != "Extension" else "error",
                 "not-found",
-                f"claims conformance to {url}, which is not loaded (give its package with `igs`)",
+                f"claims conformance to {url}, which is not loaded, so it was not checked "
+                "(give its package with `igs`)",
                 roots[0].location if roots else type_name,
                 url,
             )
@@ -473,18 +515,94 @@ class Validator:
                 url,
             )
             return
+        member = self._slice_member(ctx, sd)
         selected: dict[tuple[str, ...], list[Node]] = {(): roots}
 
         def select(path: tuple[str, ...]) -> list[Node]:
             """The nodes at ``path`` (element id parts after the type), each step walked once."""
             if path not in selected:
                 selected[path] = _select(
-                    sd, self._slice_urls(sd), select(path[:-1]), list(path), len(path) - 1
+                    sd["type"], member, select(path[:-1]), list(path), len(path) - 1
                 )
             return selected[path]
 
         for element in view.get("element", []):
-            self._profile_element(ctx, sd, element, roots, select)
+            self._profile_element(ctx, sd, element, roots, select, member)
+
+    def _definitions(self, sd: dict[str, Any]) -> slicing.Definitions:
+        """The elements of ``sd`` and of the profiles it derives from, by id."""
+
+        def chain() -> slicing.Definitions:
+            found, url = [sd], sd.get("baseDefinition", "")
+            while url and not self.catalog.is_base_definition(url) and len(found) < 20:
+                parent = self.catalog.structure(url)
+                if parent is None:
+                    break
+                found.append(parent)
+                url = parent.get("baseDefinition", "")
+            return slicing.Definitions(found)
+
+        return self.catalog.derived("definitions", sd, chain)
+
+    def _slice_member(self, ctx: Context, sd: dict[str, Any]) -> Member:
+        """Whether a node is in a slice of ``sd`` (sliced element id, slice name, node); a
+        slicing that cannot be told apart is reported once and matches nothing (fails closed)."""
+        definitions = self._definitions(sd)
+        urls = self._slice_urls(sd)
+        conformance: dict[tuple[int, str], bool] = {}
+        reported: set[str] = set()
+
+        def conforms(value: Any, url: str) -> bool:
+            key = (id(value), url)
+            if key not in conformance:
+                target = self.catalog.structure(url)
+                kind = (target or {}).get("type") or url.rsplit("/", 1)[-1]
+                actual = value.get("resourceType") if isinstance(value, dict) else None
+                if actual is not None and actual != kind:
+                    conformance[key] = False
+                else:
+                    scratch = Context(value if actual else ctx.resource, ctx.evaluation)
+                    self._profile(scratch, url, [Node(value, actual or kind)], actual or kind)
+                    conformance[key] = not any(
+                        i.severity in ("error", "fatal") for i in scratch.issues
+                    )
+            return conformance[key]
+
+        def resolve(reference: str) -> dict[str, Any] | None:
+            if reference.startswith("#"):  # a contained resource of the resource (or its root)
+                root = ctx.evaluation.root or ctx.resource
+                for contained in root.get("contained") or []:
+                    if isinstance(contained, dict) and contained.get("id") == reference[1:]:
+                        return contained
+                return None
+            return ctx.evaluation.resolver(reference)
+
+        checks = slicing.Checks(resolve, conforms, self._member_of, _matches_pattern)
+
+        def member(sliced_id: str, name: str, node: Node) -> bool:
+            slice_id = f"{sliced_id}:{name}"
+            if slice_id in urls:  # an extension slice: by the url of its definition
+                return isinstance(node.value, dict) and node.value.get("url") == urls[slice_id]
+            rules = definitions.slicing(sliced_id)
+            try:
+                if rules is None:
+                    raise slicing.Unsupported(f"no slicing is defined for {sliced_id}")
+                item = slicing.Item(node.value, node.type_code)
+                return slicing.in_slice(definitions, rules, slice_id, item, checks)
+            except slicing.Unsupported as e:
+                if sliced_id not in reported:
+                    reported.add(sliced_id)
+                    ctx.add(
+                        "error",
+                        "not-supported",
+                        f"cannot tell the slices of {sliced_id} apart: {e} is not supported "
+                        "by this validator",
+                        node.location,
+                        sd["url"],
+                    )
+                return False
+
+        return member
 
     def _profile_element(
         self,
@@ -493,6 +611,7 @@ class Validator:
         element: dict[str, Any],
         roots: list[Node],
         select: Callable[[tuple[str, ...]], list[Node]],
+        member: Member,
     ) -> None:
         url = sd["url"]
         element_id = element.get("id") or element["path"]
@@ -508,19 +627,11 @@ class Validator:
                 rule,
             )
             return
-        slicing = element.get("slicing")
-        if slicing and not _supported_slicing(element, slicing):
-            ctx.add(
-                "error",
-                "not-supported",
-                f"slicing of {element_id} by "
-                f"{slicing.get('discriminator')} is not supported by this validator",
-                roots[0].location if roots else element_id,
-                rule,
-            )
         parts = element_id.split(".")
         path = parts[1:]
         parents = select(tuple(path[:-1]))
+        if isinstance(element.get("slicing"), dict) and len(parts) > 1:
+            self._slicing_rules(ctx, sd, element, element_id, select(tuple(path)), member, rule)
         if len(parts) == 1:
             for node in roots:
                 for constraint in element.get("constraint", []):
@@ -535,7 +646,7 @@ class Validator:
             return
         last = parts[-1]
         for parent in parents:
-            nodes = _select(sd, self._slice_urls(sd), [parent], path, start=len(path) - 1)
+            nodes = _select(sd["type"], member, [parent], path, start=len(path) - 1)
             minimum, maximum = element.get("min"), element.get("max")
             where = f"{parent.location}.{_step_name(last)}"
             if minimum is not None and len(nodes) < minimum:
@@ -558,6 +669,93 @@ class Validator:
                 )
             for node in nodes:
                 self._constrain(ctx, sd, element, node, rule)
+
+    def _resource_profiles(
+        self, ctx: Context, types: list[dict[str, Any]], node: Node, rule: str
+    ) -> None:
+        """A resource in an element (a Bundle entry's, a parameter's) that the profile types
+        with profiles must conform to one of them."""
+        kind = node.value.get("resourceType") if isinstance(node.value, dict) else None
+        if not isinstance(kind, str):
+            return
+        profiles = [p for t in types if t.get("code") == kind for p in t.get("profile") or []]
+        if len(profiles) == 1:
+            inner = Context(node.value, ctx.evaluation, ctx.issues)
+            self._profile(inner, profiles[0], [Node(node.value, node.location)], kind)
+        elif profiles and not any(self._conforms(ctx, node.value, p) for p in profiles):
+            ctx.add(
+                "error",
+                "structure",
+                f"conforms to none of the profiles {', '.join(profiles)}",
+                node.location,
+                rule,
+            )
+
+    def _conforms(self, ctx: Context, value: dict[str, Any], url: str) -> bool:
+        """Whether a resource meets a profile (a reference's target, a slice's entry); a check
+        already under way (references in a cycle) counts as met."""
+        key = (id(value), url)
+        if key in self._conforming:
+            return True
+        self._conforming.add(key)
+        try:
+            scratch = Context(value, ctx.evaluation)
+            kind = value["resourceType"]
+            self._profile(scratch, url, [Node(value, kind)], kind)
+            return not any(i.severity in ("error", "fatal") for i in scratch.issues)
+        finally:
+            self._conforming.discard(key)
+
+    def _slicing_rules(
+        self,
+        ctx: Context,
+        sd: dict[str, Any],
+        element: dict[str, Any],
+        element_id: str,
+        items: list[Node],
+        member: Member,
+        rule: str,
+    ) -> None:
+        """Closed, ordered and openAtEnd slicings: which slice each item is in, and where."""
+        rules = element["slicing"].get("rules", "open")
+        ordered = element["slicing"].get("ordered") is True
+        if rules == "open" and not ordered:
+            return
+        names = self._definitions(sd).slices(element_id)
+        last, unmatched_seen = -1, False
+        for node in items:
+            matched = [i for i, name in enumerate(names) if member(element_id, name, node)]
+            if not matched:
+                unmatched_seen = True
+                if rules == "closed":
+                    ctx.add(
+                        "error",
+                        "structure",
+                        f"matches none of the slices of {element_id} "
+                        f"({', '.join(names) or 'none defined'}), and the slicing is closed",
+                        node.location,
+                        rule,
+                    )
+                continue
+            if rules == "openAtEnd" and unmatched_seen:
+                ctx.add(
+                    "error",
+                    "structure",
+                    f"is in slice '{names[matched[0]]}' after an item of no slice, but the "
+                    f"slicing of {element_id} is open only at the end",
+                    node.location,
+                    rule,
+                )
+            if ordered and matched[0] < last:
+                ctx.add(
+                    "error",
+                    "structure",
+                    f"slice '{names[matched[0]]}' comes after '{names[last]}', but the slices "
+                    f"of {element_id} are ordered",
+                    node.location,
+                    rule,
+                )
+            last = max(last, matched[0])
 
     def _constrain(
         self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], node: Node, rule: str
@@ -609,6 +807,7 @@ class Validator:
             if t["code"] == "Extension" and t.get("profile") and ":" in element.get("id", ""):
                 for profile in t["profile"]:
                     self._profile(ctx, profile, [Node(node.value, node.location)], "Extension")
+        self._resource_profiles(ctx, types, node, rule)
         if "binding" in element:
             binding = element["binding"]
             if binding.get("strength") in ("required", "extensible") and binding.get("valueSet"):
@@ -621,13 +820,27 @@ class Validator:
                     node.location,
                     rule,
                 )
-        for constraint in element.get("constraint", []):
+        if element.get("constraint"):
+            self._profile_invariants(ctx, sd, element, node)
+
+    def _profile_invariants(
+        self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], node: Node
+    ) -> None:
+        """A profile element's constraints on one node; inside a contained resource, %resource
+        is that resource and %rootResource its container."""
+        enclosing = _enclosing(ctx.resource, node.location)
+        inner = ctx
+        if enclosing is not ctx.resource:
+            root = ctx.evaluation.root or ctx.resource
+            inner = Context(enclosing, replace(ctx.evaluation, root=root), ctx.issues)
+        kind = node.type_code or _node_type(element, node.value, enclosing)
+        for constraint in element["constraint"]:
             self._invariant(
-                ctx,
+                inner,
                 constraint,
                 node.value,
                 node.location,
-                type_code or "Element",
+                kind,
                 constraint.get("source", sd["url"]),
             )
 
@@ -657,6 +870,23 @@ class Validator:
                 node.location,
                 rule,
             )
+            return
+        # a resolved target must conform to one of the profiles (not base types) named
+        profiles = [
+            t
+            for t in targets
+            if not self.catalog.is_base_definition(t)
+            and (self.catalog.structure(t) or {}).get("type") == target_type
+        ]
+        if resolved and profiles and not any(self._conforms(ctx, resolved, p) for p in profiles):
+            ctx.add(
+                "error",
+                "structure",
+                f"refers to {label(resolved)}, which conforms to none of the profiles "
+                f"{', '.join(profiles)}",
+                node.location,
+                rule,
+            )
 
     # -- extensions anywhere -------------------------------------------------------------------
 
@@ -669,8 +899,8 @@ class Validator:
         kind = resource.get("resourceType", "")
         for node in _extensions(resource, kind):
             url = node.value.get("url") if isinstance(node.value, dict) else None
-            if not isinstance(url, str):
-                continue
+            if not isinstance(url, str) or ":" not in url:
+                continue  # a relative url names a part of a complex extension: its parent checks it
             sd = self.catalog.structure(url)
             top = node.location.split(".")[0] if node.location.count(".") == 1 else None
             core_contexts = CORE_EXTENSION_CONTEXTS.get(url)
@@ -684,23 +914,22 @@ class Validator:
                     url,
                 )
             if sd is None:
-                if not self.catalog.is_core(url) and any(
-                    url.startswith(b) for b in self.catalog.canonical_bases
-                ):
+                # As the HL7 validator: an extension nobody defined is not allowed, unless its
+                # domain is allowed. R4's own extensions are known there; they are not shipped
+                # here, so they are accepted unchecked.
+                if not self.catalog.is_core(url) and not url.startswith(self.extension_domains):
                     ctx.add(
                         "error",
                         "not-found",
-                        f"extension {url} is not defined in the loaded packages",
+                        f"extension {url} is not defined in the loaded packages, so it is not "
+                        "allowed here (give its package with `igs`, or allow its domain with "
+                        "`extension_domains`)",
                         node.location,
                         url,
                     )
                 continue
             contexts = [c.get("expression", "") for c in sd.get("context", [])]
-            if (
-                top
-                and contexts
-                and not any(c in (kind, "Element", "Resource", "DomainResource") for c in contexts)
-            ):
+            if top and contexts and not any(_context_allows(c, kind) for c in contexts):
                 ctx.add(
                     "error",
                     "structure",
@@ -758,6 +987,105 @@ SKIPPED_INVARIANTS = {
 }
 
 
+def _attachment_size(ctx: Context, type_code: str, value: dict[str, Any], where: str) -> None:
+    """An Attachment's size is the number of bytes of its data (as the HL7 validator checks)."""
+    if type_code != "Attachment" or not isinstance(value.get("data"), str):
+        return
+    size = value.get("size")
+    if not isinstance(size, int) or isinstance(size, bool):
+        return
+    try:
+        actual = len(base64.b64decode(value["data"], validate=False))
+    except (binascii.Error, ValueError):
+        return  # the base64Binary check reports it
+    if actual != size:
+        ctx.add("error", "value", f"size says {size} bytes, but data holds {actual}", where)
+
+
+def _enclosing(resource: dict[str, Any], location: str) -> dict[str, Any]:
+    """The resource nearest to the element at ``location`` (``Patient.contained[0].name[0]``):
+    the contained resource it is in, or ``resource``."""
+    steps = location.split(".")[1:-1]  # a contained resource itself is in its container
+    if not any(step.startswith("contained[") for step in steps):
+        return resource
+    value: Any = resource
+    found = resource
+    last = max(i for i, step in enumerate(steps) if step.startswith("contained["))
+    for step in steps[: last + 1]:
+        name, _, index = step.partition("[")
+        value = value.get(name) if isinstance(value, dict) else None
+        if index and isinstance(value, list):
+            position = int(index.rstrip("]"))
+            value = value[position] if position < len(value) else None
+        if name == "contained" and isinstance(value, dict) and "resourceType" in value:
+            found = value
+    return found
+
+
+def _node_type(element: dict[str, Any], value: Any, enclosing: dict[str, Any]) -> str:
+    """The type FHIRPath gives a profiled node (``%context.type()``)."""
+    if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
+        return value["resourceType"]
+    codes = [t.get("code") for t in element.get("type", [])]
+    if len(codes) == 1 and isinstance(codes[0], str) and not codes[0].startswith("http"):
+        return codes[0]
+    path = element.get("path", "")
+    if ".contained." in path and isinstance(enclosing.get("resourceType"), str):
+        path = enclosing["resourceType"] + "." + path.rsplit(".contained.", 1)[1]
+    parent, _, name = path.rpartition(".")
+    root = parent.split(".")[0]
+    known = r4.is_resource_type(root) or r4.is_datatype(root)
+    found = _children(root, parent).get(name) if parent and known else None
+    if found is not None and len(found.types) == 1:
+        code = found.types[0].code
+        return "Element" if code.startswith("http") or code == "BackboneElement" else code
+    return "Element"
+
+
+# The R4 resources a context of CanonicalResource or MetadataResource (types of later versions,
+# used by extensions written for several versions) stands for.
+CANONICAL_RESOURCES = frozenset(
+    [
+        "ActivityDefinition",
+        "CapabilityStatement",
+        "ChargeItemDefinition",
+        "CodeSystem",
+        "CompartmentDefinition",
+        "ConceptMap",
+        "EffectEvidenceSynthesis",
+        "EventDefinition",
+        "Evidence",
+        "EvidenceVariable",
+        "ExampleScenario",
+        "GraphDefinition",
+        "ImplementationGuide",
+        "Library",
+        "Measure",
+        "MessageDefinition",
+        "NamingSystem",
+        "OperationDefinition",
+        "PlanDefinition",
+        "Questionnaire",
+        "ResearchDefinition",
+        "ResearchElementDefinition",
+        "RiskEvidenceSynthesis",
+        "SearchParameter",
+        "StructureDefinition",
+        "StructureMap",
+        "TerminologyCapabilities",
+        "TestScript",
+        "ValueSet",
+    ]
+)
+
+
+def _context_allows(context: str, kind: str) -> bool:
+    """Whether an extension context (an element path or type) allows the resource ``kind``."""
+    if context in (kind, "Element", "Resource", "DomainResource"):
+        return True
+    return context in ("CanonicalResource", "MetadataResource") and kind in CANONICAL_RESOURCES
+
+
 def _calendar_ok(text: str) -> bool:
     parts = text[:10].split("-")
     if len(parts) < 3:
@@ -767,6 +1095,18 @@ def _calendar_ok(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class _ResourceIds:
+    """The paths ``<ResourceType>.id``."""
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str) or not path.endswith(".id") or path.count(".") != 1:
+            return False
+        return r4.is_resource_type(path[:-3])
+
+
+_RESOURCE_IDS = _ResourceIds()
 
 
 def _children(type_name: str, def_path: str) -> dict[str, r4.ElementDef]:
@@ -861,15 +1201,18 @@ def _match(type_name: str, def_path: str, key: str) -> Match | None:
     return None
 
 
+Member = Callable[[str, str, Node], bool]
+
+
 def _select(
-    sd: dict[str, Any],
-    slice_urls: dict[str, str],
+    type_name: str,
+    member: Member,
     roots: list[Node],
     parts: list[str],
     start: int = 0,
 ) -> list[Node]:
-    """The nodes that element id ``<type>.<parts>`` of ``sd`` names, walking ``parts[start:]``
-    from ``roots``; an extension slice keeps the extensions whose url is its profile's."""
+    """The nodes that element id ``<type>.<parts>`` of a profile names, walking ``parts[start:]``
+    from ``roots``; a slice keeps the items ``member`` puts in it."""
     nodes = roots
     for depth in range(start, len(parts)):
         part = parts[depth]
@@ -889,9 +1232,8 @@ def _select(
             elif name in node.value:
                 found.extend(_as_nodes(node.value[name], f"{node.location}.{name}"))
         if slice_name:
-            element_id = ".".join([sd["type"], *parts[: depth + 1]])
-            url = slice_urls.get(element_id)
-            found = [n for n in found if isinstance(n.value, dict) and n.value.get("url") == url]
+            sliced_id = ".".join([type_name, *parts[:depth], name])
+            found = [n for n in found if member(sliced_id, slice_name, n)]
         nodes = found
     return nodes
 
@@ -929,7 +1271,7 @@ def _step_name(part: str) -> str:
 
 def _describe(part: str) -> str:
     name, _, slice_name = part.partition(":")
-    return f"extension slice '{slice_name}'" if slice_name else f"'{name.replace('[x]', '')}'"
+    return f"slice '{slice_name}'" if slice_name else f"'{name.replace('[x]', '')}'"
 
 
 def _guess_type(value: Any) -> str:
@@ -992,13 +1334,6 @@ def _matches_pattern(value: Any, pattern: Any) -> bool:
 
 def _compare(value: Any) -> Any:
     return value.get("value") if isinstance(value, dict) else value
-
-
-def _supported_slicing(element: dict[str, Any], slicing: dict[str, Any]) -> bool:
-    discriminators = slicing.get("discriminator", [])
-    return element["path"].endswith(".extension") and discriminators == [
-        {"type": "value", "path": "url"}
-    ]
 
 
 def _extensions(value: Any, location: str) -> Iterator[Node]:

@@ -15,7 +15,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from fhir_admsc.resources import reference_key
-from fhir_admsc.validation.native import native
+from fhir_admsc.validation.native import ON_ROOT, native
 
 _MODEL = models["r4"]
 
@@ -39,6 +39,8 @@ class Evaluation:
 
     resolver: Resolver = field(default_factory=Resolver)
     member_of: Callable[[Any, str], bool | None] = lambda value, url: None
+    # %rootResource when it is not %resource: the container of a contained resource
+    root: dict[str, Any] | None = None
 
 
 # The evaluation the expression being run belongs to, set for the length of each run: the
@@ -119,7 +121,8 @@ def holds(
     """Whether the invariant ``expression`` is true on ``node`` (empty counts as false)."""
     shortcut = native(expression)
     if shortcut is not None:
-        answer = shortcut(node, resource)
+        root = evaluation.root if evaluation is not None and evaluation.root else resource
+        answer = shortcut(node, root if shortcut in ON_ROOT else resource)
         if answer is not None:
             return answer
     return evaluate(expression, node, resource, root_type, evaluation)
@@ -137,11 +140,19 @@ def evaluate(
     target = node
     if root_type is not None and isinstance(node, dict):
         target = ResourceNode.create_node(node, root_type)
-    token = _CURRENT.set(evaluation or Evaluation())
+    evaluation = evaluation or Evaluation()
+    token = _CURRENT.set(evaluation)
+    variables = {"resource": _typed(resource), "rootResource": _typed(evaluation.root or resource)}
     try:
-        result = function(target, {"resource": resource, "rootResource": resource})
+        result = function(target, variables)
     except Exception as e:  # noqa: BLE001
         raise FhirPathError(f"cannot evaluate {expression!r}: {e}") from None
     finally:
         _CURRENT.reset(token)
     return result == [True]
+
+
+def _typed(resource: Any) -> Any:
+    """A resource as a node that knows its type (``%resource.type()``, ``is()``)."""
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    return ResourceNode.create_node(resource, kind) if isinstance(kind, str) else resource

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -96,7 +97,8 @@ def _ext_1(node: Any, _: dict[str, Any]) -> bool | None:
 
 def _ref_1(node: Any, resource: dict[str, Any]) -> bool | None:
     """ref-1. A Reference without a reference (a display only) holds, as in the HL7 validator
-    (its startsWith() of nothing is false)."""
+    (its startsWith() of nothing is false); so does '#', a contained resource's reference to
+    its container (the HL7 validator accepts it; substring(1) is then empty)."""
     if not isinstance(node, dict):
         return None
     if node.get("reference") is None:
@@ -104,12 +106,25 @@ def _ref_1(node: Any, resource: dict[str, Any]) -> bool | None:
     if not isinstance(node["reference"], str):
         return None
     reference = node["reference"]
-    if not reference.startswith("#"):
+    if not reference.startswith("#") or reference == "#":  # '#' alone is the container
         return True
     contained = _items(resource.get("contained"))
     if not all(isinstance(c, dict) for c in contained):
         return None
     return reference[1:] in [c.get("id") for c in contained]
+
+
+def _tim_9(node: Any, _: dict[str, Any]) -> bool | None:
+    """tim-9: an offset only with a time of day that is not a meal (C, CM, CD, CV). fhirpathpy
+    cannot evaluate ``in`` with a union on its right."""
+    if not isinstance(node, dict):
+        return None
+    if not _present(node.get("offset")):
+        return True
+    when = _items(node.get("when"))
+    if not all(isinstance(w, str) for w in when):
+        return None
+    return bool(when) and not any(w in ("C", "CM", "CD", "CV") for w in when)
 
 
 def _entry_content(node: Any, _: dict[str, Any]) -> bool | None:
@@ -158,7 +173,28 @@ def _per_1(node: Any, _: dict[str, Any]) -> bool | None:
         return True if "start" not in node or "end" not in node else None
     if len(start) == len(end) and _DATE.fullmatch(start) and _DATE.fullmatch(end):
         return start <= end  # same precision, no time zone: text order is time order
-    return None
+    return _partial_order(start, end)
+
+
+def _partial_order(start: str, end: str) -> bool | None:
+    """``start <= end`` for dateTimes of any precision, as FHIRPath compares them: two times
+    compare as instants; otherwise the date parts the less precise value has decide, and where
+    they are equal and the precisions differ the answer is empty (so the invariant fails, as in
+    the HL7 validator)."""
+    dates = _DATE.match(start), _DATE.match(end)
+    if dates[0] is None or dates[1] is None:
+        return None
+    timed = len(start) > 10, len(end) > 10
+    if all(timed):
+        try:
+            first, second = (datetime.fromisoformat(v) for v in (start, end))
+            return first <= second
+        except (ValueError, TypeError):  # no offset on one side, or not a dateTime
+            return None
+    common = min(dates[0].end(), dates[1].end())
+    if start[:common] != end[:common]:
+        return start[:common] < end[:common]
+    return start == end
 
 
 _DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
@@ -296,6 +332,7 @@ _EXACT: dict[str, Native] = {
     "type = 'document' implies entry.first().resource.is(Composition)": _unless_type("document"),
     "type = 'message' implies entry.first().resource.is(MessageHeader)": _unless_type("message"),
     "contained.contained.empty()": _dom_2,
+    "offset.empty() or (when.exists() and ((when in ('C' | 'CM' | 'CD' | 'CV')).not()))": _tim_9,
     "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()": _no_contained,
     "contained.meta.security.empty()": _no_contained,
     "contained.where((('#'+id in (%resource.descendants().reference | "
@@ -418,6 +455,10 @@ _SHAPES: list[tuple[re.Pattern[str], Callable[..., Native]]] = [
         _quantity_unit,
     ),
 ]
+
+
+# The natives whose second argument is %rootResource rather than %resource.
+ON_ROOT = frozenset({_ref_1})
 
 
 @cache

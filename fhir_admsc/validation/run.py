@@ -32,8 +32,11 @@ class ResourceRule(Protocol):
 
 
 BUNDLE_RULES = "fhir-admsc:bundle"
-# Bundle types whose references must all resolve inside the Bundle.
-SELF_CONTAINED = {"transaction", "collection", "batch", "document", "message"}
+# Bundle types whose references are expected to resolve inside the Bundle: a document and a
+# message must carry what they refer to (an error, as in the HL7 validator); a transaction, batch
+# or collection may point at what the receiver holds (a warning: the HL7 validator says nothing).
+SELF_CONTAINED = {"transaction": "warning", "collection": "warning", "batch": "warning"}
+SELF_CONTAINED |= {"document": "error", "message": "error"}
 # Bundle types whose entries may have no fullUrl (a POST needs none).
 MAY_OMIT_FULL_URL = {"transaction", "batch", "transaction-response", "batch-response"}
 
@@ -47,6 +50,7 @@ class Checked:
     line: int
     prefix: str  # "" for a standalone resource, "Bundle.entry[3].resource" inside a Bundle
     full_url: str | None = None  # its Bundle entry's fullUrl (urn:uuid:..., an absolute URL)
+    whole: Any = None  # a Bundle whose entries ``resource`` stubs: what its profiles read
 
     def names(self) -> list[str]:
         """What a reference to this resource may say: ``Type/id`` and its entry's fullUrl."""
@@ -70,6 +74,7 @@ def validate_paths(
     profiles: Iterable[str] = (),
     progress: Callable[[int], None] | None = None,
     rules: Sequence[Callable[[], ResourceRule]] = RULES,
+    extension_domains: Iterable[str] = (),
 ) -> tuple[list[Issue], int]:
     """Validate every resource in ``paths``; returns the issues and how many resources were read.
 
@@ -77,21 +82,26 @@ def validate_paths(
     Inputs without a single resource are a fatal issue: a missing artefact never passes. A
     ``profiles`` URL that no loaded package defines raises ConfigurationError before any reading.
     ``progress`` is told how many resources have been checked so far; ``rules`` make the rules
-    across resources (by default the study's).
+    across resources (by default the study's); extensions under ``extension_domains`` may be
+    used without a definition.
     """
     paths = [Path(p) for p in paths]
     catalog = catalog_for(igs)
     for url in profiles:
         profile_type(catalog, url)
     if paths and all(ndjson_only(p) for p in paths):
-        issues, checked = _validate_stream(paths, catalog, profiles, progress, rules)
+        issues, checked = _validate_stream(
+            paths, catalog, Validator(catalog, profiles, extension_domains), progress, rules
+        )
     else:
         documents: list[Document] = []
         issues = []
         for path in paths:
             for item in read_documents(path):
                 (issues if isinstance(item, Issue) else documents).append(item)
-        found, checked = validate_documents(documents, catalog, profiles, progress, rules)
+        found, checked = validate_documents(
+            documents, catalog, profiles, progress, rules, extension_domains
+        )
         issues += found
     if checked == 0:
         where = ", ".join(str(p) for p in paths)
@@ -102,7 +112,7 @@ def validate_paths(
 def _validate_stream(
     paths: list[Path],
     catalog: Catalog,
-    profiles: Iterable[str],
+    validator: Validator,
     progress: Callable[[int], None] | None,
     rules: Sequence[Callable[[], ResourceRule]],
 ) -> tuple[list[Issue], int]:
@@ -123,7 +133,7 @@ def _validate_stream(
                 for rule in made:
                     if kind in rule.kept_types:
                         rule.see(value)
-    validator, resolver = Validator(catalog, profiles), Resolver(kept)
+    resolver = Resolver(kept)
     issues: list[Issue] = []
     checked = 0
     for path in paths:
@@ -174,10 +184,11 @@ def validate_documents(
     profiles: Iterable[str] = (),
     progress: Callable[[int], None] | None = None,
     rules: Sequence[Callable[[], ResourceRule]] = RULES,
+    extension_domains: Iterable[str] = (),
 ) -> tuple[list[Issue], int]:
     """Validate documents held in memory as one set; returns the issues and how many resources
     were checked."""
-    validator = Validator(catalog, profiles)
+    validator = Validator(catalog, profiles, extension_domains)
     items = list(_checked(documents))
     # a reference resolves by Type/id or, inside a Bundle, by the fullUrl of an entry
     resolver = Resolver({name: c.resource for c in items for name in c.names()})
@@ -200,7 +211,7 @@ def validate_documents(
 
 def _check(validator: Validator, item: Checked, resolver: Resolver) -> list[Issue]:
     """The issues of one resource: its own, and those of its extensions."""
-    found = validator.validate(item.resource, resolver)
+    found = validator.validate(item.resource, resolver, profiled=item.whole)
     if isinstance(item.resource, dict) and isinstance(item.resource.get("resourceType"), str):
         found += validator.check_extensions(item.resource, resolver)
     return [_placed(i, item) for i in found]
@@ -234,7 +245,7 @@ def _checked(documents: list[Document]) -> Iterable[Checked]:
             yield Checked(value, document.source, document.line, "")
             continue
         entries = value.get("entry", [])
-        yield Checked(_bundle_shell(value), document.source, document.line, "")
+        yield Checked(_bundle_shell(value), document.source, document.line, "", whole=value)
         lines = document.entry_lines or []
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
             if isinstance(entry, dict) and "resource" in entry:
@@ -257,16 +268,27 @@ def _bundle_shell(bundle: dict[str, Any]) -> dict[str, Any]:
         shell["entry"] = [
             {
                 **e,
-                "resource": {
-                    "resourceType": e["resource"].get("resourceType", "Basic"),
-                    "id": e["resource"].get("id"),
-                },
+                "resource": _stub(e["resource"]),
             }
             if isinstance(e, dict) and isinstance(e.get("resource"), dict)
             else e
             for e in bundle["entry"]
         ]
     return shell
+
+
+def _stub(resource: dict[str, Any]) -> dict[str, Any]:
+    """What the Bundle's own rules read of an entry's resource: type, id and version."""
+    stub = {"resourceType": resource.get("resourceType", "Basic"), "id": resource.get("id")}
+    version = _version(resource)
+    if version is not None:
+        stub["meta"] = {"versionId": version}
+    return stub
+
+
+def _version(resource: Any) -> Any:
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    return meta.get("versionId") if isinstance(meta, dict) else None
 
 
 def _references(value: Any, location: str) -> Iterable[tuple[str, str]]:
@@ -289,9 +311,93 @@ def _bundle_rules(document: Document) -> list[Issue]:
     bundle = document.value
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
     issues = _full_url_rules(document, entries)
-    if bundle.get("type") in SELF_CONTAINED:
-        issues += _unresolved(document, entries)
+    severity = SELF_CONTAINED.get(bundle.get("type"))  # type: ignore[arg-type]
+    if severity:
+        issues += _unresolved(document, entries, severity)
+    issues += _link_rules(document)
+    if bundle.get("type") == "searchset":
+        issues += _search_rules(document, entries)
     return issues
+
+
+NAVIGATION = ("self", "first", "previous", "prev", "next", "last")
+
+
+def _link_rules(document: Document) -> list[Issue]:
+    """Each navigation link (self, first, previous, next, last) once."""
+    links = document.value.get("link")
+    seen: set[str] = set()
+    issues = []
+    for i, link in enumerate(links if isinstance(links, list) else []):
+        relation = link.get("relation") if isinstance(link, dict) else None
+        if relation in NAVIGATION and relation in seen:
+            issues.append(
+                _bundle_issue(
+                    document,
+                    f"Bundle.link[{i}]",
+                    f"the link relation '{relation}' may occur only once",
+                    "link-once",
+                    document.line,
+                )
+            )
+        seen.add(relation)
+    return issues
+
+
+def _search_rules(document: Document, entries: list[dict[str, Any]]) -> list[Issue]:
+    """A search result has an id and a type the search asked for; an outcome entry is an
+    OperationOutcome (as the HL7 validator checks searchsets)."""
+    wanted = _searched_types(document.value)
+    issues = []
+    for i, entry in enumerate(entries):
+        resource, search = entry.get("resource"), entry.get("search")
+        mode = search.get("mode") if isinstance(search, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        kind = resource.get("resourceType")
+        where, line = f"Bundle.entry[{i}].resource", _entry_line(document, i)
+        problems = []
+        if mode == "outcome" and kind != "OperationOutcome":
+            problems.append(
+                ("search-outcome", f"an entry of mode outcome is a {kind}, not an OperationOutcome")
+            )
+        if mode == "match" and "id" not in resource:
+            problems.append(("search-id", "a search result needs an id"))
+        if mode == "match" and wanted and kind not in wanted:
+            problems.append(
+                ("search-type", f"a {kind} is not what the search asked for ({', '.join(wanted)})")
+            )
+        issues += [_bundle_issue(document, where, text, rule, line) for rule, text in problems]
+    return issues
+
+
+def _searched_types(bundle: dict[str, Any]) -> list[str]:
+    """The resource types the self link's search is for: its path's type, or its _type."""
+    links = bundle.get("link") if isinstance(bundle.get("link"), list) else []
+    url = next(
+        (k.get("url") for k in links if isinstance(k, dict) and k.get("relation") == "self"), None
+    )
+    if not isinstance(url, str):
+        return []
+    path, _, query = url.partition("?")
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "_type" and value:
+            return [t for t in value.split(",") if r4.is_resource_type(t)]
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return [last] if r4.is_resource_type(last) else []
+
+
+def _bundle_issue(document: Document, where: str, message: str, rule: str, line: int) -> Issue:
+    return Issue(
+        "error",
+        "structure",
+        message,
+        where,
+        f"{BUNDLE_RULES}#{rule}",
+        source=document.source,
+        line=line,
+    )
 
 
 def _entry_line(document: Document, i: int) -> int:
@@ -303,21 +409,32 @@ def _full_url_rules(document: Document, entries: list[dict[str, Any]]) -> list[I
     """Entries without a fullUrl where the Bundle type needs one, and fullUrls used twice."""
     kind = document.value.get("type")
     issues = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, Any], int] = {}
     for i, entry in enumerate(entries):
         full_url = entry.get("fullUrl")
+        # the same resource may appear in several versions (bdl-7), and in any number in a history
+        key = (full_url, _version(entry.get("resource")))
         if full_url is None and "resource" in entry and kind not in MAY_OMIT_FULL_URL:
             message = (
                 f"an entry of a {kind} Bundle needs a fullUrl, the identity of its resource "
                 "(only transactions and batches may leave it out)"
             )
             where, rule = f"Bundle.entry[{i}]", "fullurl-required"
-        elif isinstance(full_url, str) and full_url in seen:
-            message = f"fullUrl {full_url} is used again (first in entry {seen[full_url]})"
+        elif isinstance(full_url, str) and not _ABSOLUTE.match(full_url):
+            message = f"a fullUrl must be an absolute URL or a urn:uuid: (not '{full_url}')"
+            where, rule = f"Bundle.entry[{i}].fullUrl", "fullurl-absolute"
+        elif isinstance(full_url, str) and (names := _restful_mismatch(full_url, entry)):
+            message = (
+                f"fullUrl {full_url} is a RESTful URL, so it must end with the type and id of "
+                f"its resource ({names})"
+            )
+            where, rule = f"Bundle.entry[{i}].fullUrl", "fullurl-matches"
+        elif isinstance(full_url, str) and key in seen and kind != "history":
+            message = f"fullUrl {full_url} is used again (first in entry {seen[key]})"
             where, rule = f"Bundle.entry[{i}].fullUrl", "unique-fullurl"
         else:
             if isinstance(full_url, str):
-                seen[full_url] = i
+                seen[key] = i
             continue
         code = "required" if rule == "fullurl-required" else "structure"
         issues.append(
@@ -334,7 +451,22 @@ def _full_url_rules(document: Document, entries: list[dict[str, Any]]) -> list[I
     return issues
 
 
-def _unresolved(document: Document, entries: list[dict[str, Any]]) -> list[Issue]:
+def _restful_mismatch(full_url: str, entry: dict[str, Any]) -> str | None:
+    """``Type/id`` of an entry's resource when its http(s) fullUrl ends with another type and id
+    (``.../Patient/1`` on Patient/2), else None."""
+    resource = entry.get("resource")
+    match = _RESTFUL.search(full_url)
+    if not isinstance(resource, dict) or match is None or not r4.is_resource_type(match[1]):
+        return None
+    name = f"{resource.get('resourceType')}/{resource.get('id')}"
+    if "id" not in resource or name == f"{match[1]}/{match[2]}":
+        return None
+    return name
+
+
+def _unresolved(
+    document: Document, entries: list[dict[str, Any]], severity: str = "error"
+) -> list[Issue]:
     """References of the entries' resources to nothing in the Bundle (by fullUrl or Type/id)."""
     targets = {e["fullUrl"] for e in entries if isinstance(e.get("fullUrl"), str)}
     for entry in entries:
@@ -354,7 +486,7 @@ def _unresolved(document: Document, entries: list[dict[str, Any]]) -> list[Issue
             if not _resolves(ref, targets):
                 issues.append(
                     Issue(
-                        "error",
+                        severity,  # type: ignore[arg-type]
                         "not-found",
                         f"refers to {ref}, which is not in the Bundle",
                         prefix + where,
@@ -380,6 +512,8 @@ def _quick_references(resource: dict[str, Any]) -> list[str] | None:
     return None if any("\\" in r for r in references) else references
 
 
+_RESTFUL = re.compile(r"^https?://.*/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S")
 _REFERENCE = re.compile(r'"reference":"((?:[^"\\]|\\.)*)"')
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 

@@ -145,13 +145,6 @@ KNOWN_DIFFERENCES: dict[str, Known] = {
         "Medplum misses it: it never checks an extension's context (ae-expected is for "
         "AdverseEvent, used on a Procedure)",
     ),
-    "profile-not-loaded": Known(
-        ("Patient",),
-        (),
-        "Medplum lenient by design: validateResource takes its profile from the caller; the "
-        "Medplum server skips a meta.profile it does not have ('Unknown profile referenced', a "
-        "log warning) and validates against the base type, as validate.mjs does; ours fails closed",
-    ),
     "base-invariant-datatype": Known(
         ("Observation.value", "Observation.value#qty-3"),
         ("Observation.value",),
@@ -164,12 +157,6 @@ KNOWN_DIFFERENCES: dict[str, Known] = {
         ("Bundle#bdl-7",),
         "Neither wrong: both report bdl-7 on the Bundle; ours adds its own rule unique-fullurl "
         "at the second entry's fullUrl",
-    ),
-    "bundle-dangling-reference": Known(
-        ("ResearchStudy.site.reference", "ResearchSubject.extension.value.reference"),
-        (),
-        "Medplum misses it: validateResource never resolves references, so a reference to a "
-        "resource that is not in a collection Bundle passes",
     ),
     "study-repeat-too-early": Known(
         ("Procedure#admsc-injection-5-months",),
