@@ -264,8 +264,10 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     "--ig",
     "igs",
     multiple=True,
-    type=click.Path(path_type=Path, exists=True),
-    help="More conformance resources: a FHIR package (.tgz) or a folder (repeatable).",
+    metavar="PACKAGE",
+    help="More conformance resources: a FHIR package (.tgz), a folder, or name#version from "
+    "the FHIR package cache (~/.fhir/packages); its dependencies come from the other --ig "
+    "packages or the cache (repeatable).",
 )
 @click.option(
     "--profile",
@@ -287,7 +289,7 @@ def validate(
     paths: tuple[Path, ...],
     fmt: str,
     fail_on: str,
-    igs: tuple[Path, ...],
+    igs: tuple[str, ...],
     profiles: tuple[str, ...],
     extension_domains: tuple[str, ...],
     output: Path | None,

@@ -3,9 +3,7 @@ folders, and the R4 base; with ValueSet expansion and code lookup."""
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
+import re
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 from fhir_admsc import r4
 from fhir_admsc.conformance import load_resources
-from fhir_admsc.errors import ConfigurationError, file_access
+from fhir_admsc.validation.packages import load_package
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 
@@ -32,6 +30,8 @@ class Catalog:
         self.canonical_bases: set[str] = set()
         # profiles an ImplementationGuide declares for every resource of a type (IG.global)
         self.global_profiles: dict[str, list[str]] = {}
+        # what loading the packages could not find (a dependency), said once per run
+        self.notes: list[str] = []
         # answers computed from the loaded resources, asked once per coded element: kept until
         # the next add()
         self._memo: dict[tuple[str, str, str], Any] = {}
@@ -136,18 +136,24 @@ def _expand(
         return None
     codes: set[tuple[str, str]] = set()
     compose = vs.get("compose", {})
+    if not compose:
+        return _expansion_contains(vs)
     for part, sign in ((compose.get("include", []), 1), (compose.get("exclude", []), -1)):
         for include in part:
-            if include.get("filter"):
-                return None
             system = include.get("system")
             found: set[tuple[str, str]] = set()
             if include.get("concept"):
                 found = {(system, c["code"]) for c in include["concept"]}
+            elif system and include.get("filter"):
+                cs = catalog.code_systems.get(system)
+                matched = _filtered(cs, include["filter"]) if cs else None
+                if matched is None:
+                    return _expansion_contains(vs)
+                found = {(system, c) for c in matched}
             elif system:
                 all_codes = catalog.code_system_codes(system)
                 if all_codes is None:
-                    return None
+                    return _expansion_contains(vs)
                 found = {(system, c) for c in all_codes}
             for imported in include.get("valueSet", []):
                 more = _expand(catalog, _strip_version(imported), seen | {url})
@@ -158,6 +164,128 @@ def _expand(
     return frozenset(codes)
 
 
+def _expansion_contains(vs: dict[str, Any]) -> frozenset[tuple[str, str]] | None:
+    """The codes of a ValueSet's own expansion (shipped with it), or None without one."""
+    expansion = vs.get("expansion")
+    if not isinstance(expansion, dict) or "contains" not in expansion:
+        return None
+    found: set[tuple[str, str]] = set()
+    stack = list(expansion.get("contains") or [])
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("code"), str) and not item.get("abstract"):
+                found.add((item.get("system"), item["code"]))
+            stack.extend(item.get("contains") or [])
+    return frozenset(found)
+
+
+class _Hierarchy:
+    """A complete CodeSystem's concepts: parents (nested concepts and 'parent' properties) and
+    properties, for ValueSet filters."""
+
+    def __init__(self, cs: dict[str, Any]) -> None:
+        self.codes: list[str] = []
+        self.parents: dict[str, set[str]] = {}
+        self.properties: dict[str, dict[str, list[Any]]] = {}
+        stack = [(c, None) for c in cs.get("concept") or []]
+        while stack:
+            concept, parent = stack.pop()
+            code = concept.get("code")
+            if not isinstance(code, str):
+                continue
+            self.codes.append(code)
+            parents = self.parents.setdefault(code, set())
+            if parent:
+                parents.add(parent)
+            props = self.properties.setdefault(code, {})
+            for prop in concept.get("property") or []:
+                values = [v for k, v in prop.items() if k.startswith("value")]
+                props.setdefault(prop.get("code"), []).extend(values)
+                if prop.get("code") == "parent":
+                    parents.update(v for v in values if isinstance(v, str))
+            stack.extend((c, code) for c in concept.get("concept") or [])
+
+    def descendants(self, code: str) -> set[str]:
+        children: dict[str, set[str]] = {}
+        for child, parents in self.parents.items():
+            for parent in parents:
+                children.setdefault(parent, set()).add(child)
+        found, stack = set(), [code]
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+        return found
+
+    def ancestors(self, code: str) -> set[str]:
+        found, stack = set(), [code]
+        while stack:
+            for parent in self.parents.get(stack.pop(), ()):
+                if parent not in found:
+                    found.add(parent)
+                    stack.append(parent)
+        return found
+
+
+def _filtered(cs: dict[str, Any], filters: list[dict[str, Any]]) -> set[str] | None:
+    """The codes of a complete CodeSystem that every filter of an include selects (is-a,
+    descendent-of, is-not-a, generalizes, =, in, not-in, regex, exists), or None when a filter
+    cannot be applied offline."""
+    if cs.get("content") != "complete":
+        return None
+    tree = _Hierarchy(cs)
+    selected = set(tree.codes)
+    for f in filters:
+        prop, op, value = f.get("property"), f.get("op"), f.get("value")
+        if not isinstance(value, str):
+            return None
+        if op in ("is-a", "descendent-of", "is-not-a", "generalizes") and prop in (
+            "concept",
+            "code",
+            "parent",
+        ):
+            below = tree.descendants(value)
+            chosen = {
+                "is-a": below | {value},
+                "descendent-of": below,
+                "is-not-a": set(tree.codes) - below - {value},
+                "generalizes": tree.ancestors(value) | {value},
+            }[op]
+        elif op in ("=", "in", "not-in", "regex", "exists"):
+            chosen = _by_property(tree, prop, op, value)
+            if chosen is None:
+                return None
+        else:
+            return None
+        selected &= chosen
+    return selected
+
+
+def _by_property(tree: _Hierarchy, prop: Any, op: str, value: str) -> set[str] | None:
+    def values(code: str) -> list[str]:
+        if prop in ("concept", "code"):
+            return [code]
+        return [
+            str(v.get("code") if isinstance(v, dict) else v)
+            for v in tree.properties[code].get(prop, [])
+        ]
+
+    if op == "exists":
+        wanted = value == "true"
+        return {c for c in tree.codes if bool(values(c)) == wanted}
+    if op == "regex":
+        try:
+            pattern = re.compile(value)
+        except re.error:
+            return None
+        return {c for c in tree.codes if any(pattern.fullmatch(v) for v in values(c))}
+    listed = {v.strip() for v in value.split(",")} if op in ("in", "not-in") else {value}
+    chosen = {c for c in tree.codes if listed & set(values(c))}
+    return set(tree.codes) - chosen if op == "not-in" else chosen
+
+
 @cache
 def project_catalog() -> Catalog:
     """The catalog of the project's own published conformance resources."""
@@ -165,45 +293,6 @@ def project_catalog() -> Catalog:
 
 
 def load_ig(path: Path) -> list[dict[str, Any]]:
-    """Conformance resources from a FHIR NPM package (.tgz) or a folder of JSON files."""
-    if path.is_dir():
-        resources = []
-        for file in sorted(path.rglob("*.json")):
-            with file_access(file, "read"):
-                data = file.read_bytes()
-            resources.extend(_conformance_json(data, str(file)))
-        return resources
-    if not path.is_file():
-        raise ConfigurationError(f"`igs` {path}: no such package file or folder")
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            resources = []
-            for member in tar.getmembers():
-                if (
-                    member.isfile()
-                    and member.name.endswith(".json")
-                    and not member.name.endswith(("package.json", ".index.json"))
-                ):
-                    data = tar.extractfile(member)
-                    if data is not None:
-                        resources.extend(_conformance_json(data.read(), f"{path}:{member.name}"))
-            return resources
-    except (tarfile.TarError, OSError) as e:
-        raise ConfigurationError(f"`igs` {path}: not a FHIR package (.tgz): {e}") from None
-
-
-def _conformance_json(data: bytes, where: str) -> list[dict[str, Any]]:
-    try:
-        resource = json.load(io.BytesIO(data))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigurationError(f"{where}: not valid JSON: {e}") from None
-    kinds = {"StructureDefinition", "ValueSet", "CodeSystem", "ImplementationGuide"}
-    if isinstance(resource, dict) and resource.get("resourceType") in kinds:
-        return [resource]
-    if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
-        return [
-            e["resource"]
-            for e in resource.get("entry", [])
-            if e.get("resource", {}).get("resourceType") in kinds
-        ]
-    return []
+    """Conformance resources from a FHIR NPM package (.tgz), a folder of JSON files, or a
+    ``name#version`` of the local package cache (without its dependencies: see packages)."""
+    return load_package(path).resources

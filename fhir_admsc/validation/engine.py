@@ -1243,7 +1243,8 @@ def _slice_urls(sd: dict[str, Any]) -> dict[str, str]:
     found = {}
     for element in sd.get("differential", {}).get("element", []):
         types = element.get("type", [])
-        if element.get("sliceName") and types and types[0].get("profile"):
+        extension = bool(types) and types[0].get("code") == "Extension"
+        if element.get("sliceName") and extension and types[0].get("profile"):
             found[element["id"]] = types[0]["profile"][0]
     return found
 

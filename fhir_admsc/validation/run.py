@@ -12,11 +12,12 @@ from typing import Any, Protocol
 
 from fhir_admsc import r4
 from fhir_admsc.resources import label, reference_key
-from fhir_admsc.validation.catalog import Catalog, load_ig, project_catalog
+from fhir_admsc.validation.catalog import Catalog, project_catalog
 from fhir_admsc.validation.engine import Validator, profile_type
 from fhir_admsc.validation.fhirpath import Resolver
 from fhir_admsc.validation.inputs import Document, ndjson_only, read_documents
 from fhir_admsc.validation.issues import Issue
+from fhir_admsc.validation.packages import load_packages
 from fhir_admsc.validation.study_rules import RULES
 
 
@@ -57,20 +58,29 @@ class Checked:
         return [n for n in (label(self.resource), self.full_url) if n is not None]
 
 
-def catalog_for(igs: Iterable[Path] = ()) -> Catalog:
-    """The project's conformance resources plus those of every ``--ig`` package or folder."""
+def catalog_for(igs: Iterable[Path | str] = ()) -> Catalog:
+    """The project's conformance resources plus those of every ``--ig`` package (a .tgz, a
+    folder or a cached ``name#version``) and of the dependencies they name. What could not be
+    found is in the catalog's ``notes``."""
     base = project_catalog()
-    extra = [r for path in igs for r in load_ig(Path(path))]
-    if not extra:
+    loaded = load_packages(list(igs))
+    if not loaded.resources and not loaded.notes:
         return base
-    return Catalog(
-        [*base.structures.values(), *base.value_sets.values(), *base.code_systems.values(), *extra]
+    catalog = Catalog(
+        [
+            *base.structures.values(),
+            *base.value_sets.values(),
+            *base.code_systems.values(),
+            *loaded.resources,
+        ]
     )
+    catalog.notes = loaded.notes
+    return catalog
 
 
 def validate_paths(
     paths: Iterable[Path],
-    igs: Iterable[Path] = (),
+    igs: Iterable[Path | str] = (),
     profiles: Iterable[str] = (),
     progress: Callable[[int], None] | None = None,
     rules: Sequence[Callable[[], ResourceRule]] = RULES,
@@ -89,6 +99,10 @@ def validate_paths(
     catalog = catalog_for(igs)
     for url in profiles:
         profile_type(catalog, url)
+    notes = [
+        Issue("warning", "not-found", note, "$this", "fhir-admsc:packages")
+        for note in catalog.notes
+    ]
     if paths and all(ndjson_only(p) for p in paths):
         issues, checked = _validate_stream(
             paths, catalog, Validator(catalog, profiles, extension_domains), progress, rules
@@ -106,7 +120,7 @@ def validate_paths(
     if checked == 0:
         where = ", ".join(str(p) for p in paths)
         issues.append(Issue("fatal", "not-found", f"no resources found in {where}", "$this"))
-    return issues, checked
+    return notes + issues, checked
 
 
 def _validate_stream(

@@ -168,36 +168,34 @@ def expected_at(definitions: Definitions, slice_id: str, steps: list[str]) -> Ex
     pattern value of an element above it, read down to the path."""
     element_id = slice_id
     element = definitions.get(element_id)
-    holder: tuple[Any, bool] | None = _fixed(element)
-    remaining: list[str] = []
-    for step in steps:
-        if remaining or step in ("resolve()",) or step.startswith("ofType("):
-            remaining.append(step)
-            continue
+    holder, below = _fixed(element), 0  # the nearest fixed or pattern value, and its depth
+    for depth, step in enumerate(steps, start=1):
+        if step == "resolve()" or step.startswith("ofType("):
+            return Expected(None)
         if step.startswith("extension("):
             found = _extension_slice(definitions, element_id, step[11:-2])
         else:
             found = _child(definitions, element_id, step)
-        if found is None:
-            remaining.append(step)
+        if found is None:  # not defined here; a deeper element may still be
+            element_id, element = f"{element_id}.{step}", None
             continue
         element_id, element = found
-        holder = _fixed(element) or holder
         if _fixed(element) is not None:
-            holder = _fixed(element)
-    if remaining:
-        if holder is None:
-            return Expected(None)
-        value = holder[0]
-        for step in remaining:
-            if step.startswith(("resolve()", "ofType(", "extension(")):
-                return Expected(None)
-            value = _descend(value, step)
-            if value is None:
-                return Expected(None)
-        return Expected(None, value, holder[1])
-    fixed = _fixed(element)
-    return Expected(element, fixed[0] if fixed else None, fixed[1] if fixed else False)
+            holder, below = _fixed(element), depth
+    if element is not None:
+        fixed = _fixed(element)
+        if fixed is not None:
+            return Expected(element, fixed[0], fixed[1])
+    if holder is None:
+        return Expected(element)
+    value = holder[0]
+    for step in steps[below:]:
+        if step.startswith("extension("):
+            return Expected(element)
+        value = _descend(value, step)
+        if value is None:
+            return Expected(element)
+    return Expected(element, value, holder[1])
 
 
 def _child(
