@@ -68,6 +68,7 @@ class Node:
     value: Any
     location: str
     type_code: str | None = None  # the type a choice element's value has (``ofType(...)``)
+    bare: bool = False  # a primitive present only by its extensions (``_birthDate``): no value
 
 
 @dataclass
@@ -126,6 +127,8 @@ class Validator:
         self._seen: dict[tuple[str, str], tuple[tuple[str, str, str, str, str], ...]] = {}
         self._free: dict[str, bool] = {}
         self._conforming: set[tuple[int, str]] = set()
+        # whether a resource conforms to a profile, by identity (kept with the resource)
+        self._conformance: dict[tuple[int, str], tuple[Any, bool]] = {}
 
     def _slice_urls(self, sd: dict[str, Any]) -> dict[str, str]:
         return self.catalog.derived("slice urls", sd, lambda: _slice_urls(sd))
@@ -202,8 +205,11 @@ class Validator:
                     f"'{name.replace('[x]', '')}' is required (minimum {minimum})",
                     f"{location}.{name.replace('[x]', '')}",
                 )
+        # FHIRPath types a backbone element by its path (Parameters.parameter): that is how its
+        # choice elements (value[x]) are found
+        fhirpath_type = def_path if "." in def_path else type_name
         for constraint in constraints:
-            self._invariant(ctx, constraint, value, location, type_name, R4)
+            self._invariant(ctx, constraint, value, location, fhirpath_type, R4)
 
     def _element(
         self,
@@ -560,6 +566,8 @@ class Validator:
                 actual = value.get("resourceType") if isinstance(value, dict) else None
                 if actual is not None and actual != kind:
                     conformance[key] = False
+                elif actual is not None:
+                    conformance[key] = self._conforms(ctx, value, url)
                 else:
                     scratch = Context(value if actual else ctx.resource, ctx.evaluation)
                     self._profile(scratch, url, [Node(value, actual or kind)], actual or kind)
@@ -579,7 +587,15 @@ class Validator:
 
         checks = slicing.Checks(resolve, conforms, self._member_of, _matches_pattern)
 
+        memo: dict[tuple[str, str, int, str | None], bool] = {}
+
         def member(sliced_id: str, name: str, node: Node) -> bool:
+            key = (sliced_id, name, id(node.value), node.type_code)  # values outlive this memo
+            if key not in memo:
+                memo[key] = in_slice(sliced_id, name, node)
+            return memo[key]
+
+        def in_slice(sliced_id: str, name: str, node: Node) -> bool:
             slice_id = f"{sliced_id}:{name}"
             if slice_id in urls:  # an extension slice: by the url of its definition
                 return isinstance(node.value, dict) and node.value.get("url") == urls[slice_id]
@@ -695,6 +711,9 @@ class Validator:
         """Whether a resource meets a profile (a reference's target, a slice's entry); a check
         already under way (references in a cycle) counts as met."""
         key = (id(value), url)
+        known = self._conformance.get(key)
+        if known is not None and known[0] is value:
+            return known[1]
         if key in self._conforming:
             return True
         self._conforming.add(key)
@@ -702,9 +721,13 @@ class Validator:
             scratch = Context(value, ctx.evaluation)
             kind = value["resourceType"]
             self._profile(scratch, url, [Node(value, kind)], kind)
-            return not any(i.severity in ("error", "fatal") for i in scratch.issues)
+            answer = not any(i.severity in ("error", "fatal") for i in scratch.issues)
         finally:
             self._conforming.discard(key)
+        if len(self._conformance) >= SEEN_LIMIT:
+            self._conformance.clear()
+        self._conformance[key] = (value, answer)  # the value is kept, so its id is not reused
+        return answer
 
     def _slicing_rules(
         self,
@@ -760,6 +783,8 @@ class Validator:
     def _constrain(
         self, ctx: Context, sd: dict[str, Any], element: dict[str, Any], node: Node, rule: str
     ) -> None:
+        if node.bare:
+            return  # no value to constrain; it counts towards the element's cardinality
         type_code = node.type_code
         for key, expected in self.catalog.derived(
             "value rules", element, lambda: _value_rules(element)
@@ -857,7 +882,9 @@ class Validator:
         types = set()
         for target in targets:
             sd = self.catalog.structure(target)
-            types.add(sd["type"] if sd else target.rsplit("/", 1)[-1])
+            if sd is None and not self.catalog.is_base_definition(target):
+                return  # a profile nobody loaded: the type it allows is not known here
+            types.add(sd["type"] if sd else target.split("|")[0].rsplit("/", 1)[-1])
         said = any(
             i.location == node.location and i.message.startswith("refers to") for i in ctx.issues
         )
@@ -1224,13 +1251,18 @@ def _select(
             if name.endswith("[x]"):
                 prefix = name[:-3]
                 for key, value in node.value.items():
+                    bare = key.startswith("_") and key[1:] not in node.value
+                    key = key[1:] if bare else key
                     if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1].isupper():
                         code = _type_code(key[len(prefix) :])
-                        found.extend(
-                            _as_nodes(value, f"{node.location}.{prefix}.ofType({code})", code)
-                        )
+                        where = f"{node.location}.{prefix}.ofType({code})"
+                        found.extend(_as_nodes(value, where, code, bare))
             elif name in node.value:
                 found.extend(_as_nodes(node.value[name], f"{node.location}.{name}"))
+            elif f"_{name}" in node.value:  # a primitive with extensions and no value
+                found.extend(
+                    _as_nodes(node.value[f"_{name}"], f"{node.location}.{name}", bare=True)
+                )
         if slice_name:
             sliced_id = ".".join([type_name, *parts[:depth], name])
             found = [n for n in found if member(sliced_id, slice_name, n)]
@@ -1259,10 +1291,12 @@ def _type_code(suffix: str) -> str:
     )
 
 
-def _as_nodes(value: Any, location: str, type_code: str | None = None) -> list[Node]:
+def _as_nodes(
+    value: Any, location: str, type_code: str | None = None, bare: bool = False
+) -> list[Node]:
     if isinstance(value, list):
-        return [Node(v, f"{location}[{i}]", type_code) for i, v in enumerate(value)]
-    return [Node(value, location, type_code)]
+        return [Node(v, f"{location}[{i}]", type_code, bare) for i, v in enumerate(value)]
+    return [Node(value, location, type_code, bare)]
 
 
 def _step_name(part: str) -> str:

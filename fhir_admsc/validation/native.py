@@ -127,6 +127,27 @@ def _tim_9(node: Any, _: dict[str, Any]) -> bool | None:
     return bool(when) and not any(w in ("C", "CM", "CD", "CV") for w in when)
 
 
+def _rng_2(node: Any, _: dict[str, Any]) -> bool | None:
+    """rng-2: low <= high, for two quantities of the same unit (fhirpathpy cannot compare
+    quantities); quantities of different units are left to FHIRPath."""
+    if not isinstance(node, dict):
+        return None
+    low, high = node.get("low"), node.get("high")
+    if low is None or high is None:
+        return True
+    if not isinstance(low, dict) or not isinstance(high, dict):
+        return None
+    values = low.get("value"), high.get("value")
+    same_unit = all(low.get(k) == high.get(k) for k in ("system", "code")) and (
+        "code" in low or low.get("unit") == high.get("unit")
+    )
+    if not same_unit or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        return None
+    return values[0] <= values[1]
+
+
 def _entry_content(node: Any, _: dict[str, Any]) -> bool | None:
     if not isinstance(node, dict):
         return None
@@ -332,6 +353,7 @@ _EXACT: dict[str, Native] = {
     "type = 'document' implies entry.first().resource.is(Composition)": _unless_type("document"),
     "type = 'message' implies entry.first().resource.is(MessageHeader)": _unless_type("message"),
     "contained.contained.empty()": _dom_2,
+    "low.empty() or high.empty() or (low <= high)": _rng_2,
     "offset.empty() or (when.exists() and ((when in ('C' | 'CM' | 'CD' | 'CV')).not()))": _tim_9,
     "contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()": _no_contained,
     "contained.meta.security.empty()": _no_contained,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from fhir_admsc import r4
@@ -36,7 +37,17 @@ class Item:
     type_code: str | None = None
 
 
+@cache
+def _parsed(path: str) -> tuple[str, ...]:
+    return tuple(_parse(path))
+
+
 def parse_path(path: str) -> list[str]:
+    """A discriminator path as steps (see _parse), parsed once."""
+    return list(_parsed(path))
+
+
+def _parse(path: str) -> list[str]:
     """A discriminator path as steps: ``code.coding`` -> ["code", "coding"]; ``$this`` is no
     step; ``extension('u')``, ``resolve()`` and ``ofType(T)`` are steps of their own."""
     steps, position = [], 0
@@ -116,16 +127,34 @@ class Definitions:
 
     def __init__(self, chain: list[dict[str, Any]]) -> None:
         self.by_id: dict[str, dict[str, Any]] = {}
-        # the most derived profile first: its definition of an element wins
+        # the most derived profile first, its differential before its snapshot: what it says of
+        # an element wins, and what it leaves out comes from its snapshot and its bases
         for sd in chain:
             for view in ("differential", "snapshot"):
                 for element in (sd.get(view) or {}).get("element", []):
                     key = element.get("id") or element.get("path")
-                    if isinstance(key, str):
-                        self.by_id.setdefault(_canonical_id(key), element)
+                    if not isinstance(key, str):
+                        continue
+                    merged = self.by_id.setdefault(_canonical_id(key), {})
+                    for name, value in element.items():
+                        if name.startswith(("fixed", "pattern")) and any(
+                            k.startswith(("fixed", "pattern")) for k in merged
+                        ):
+                            continue  # one fixed or pattern value: the most derived one
+                        merged.setdefault(name, value)
+
+        self._expected: dict[tuple[str, tuple[str, ...]], Expected] = {}
 
     def get(self, element_id: str) -> dict[str, Any] | None:
         return self.by_id.get(_canonical_id(element_id))
+
+    def expected(self, slice_id: str, steps: list[str]) -> Expected:
+        """``expected_at``, computed once per slice and path."""
+        key = (slice_id, tuple(steps))
+        found = self._expected.get(key)
+        if found is None:
+            found = self._expected[key] = expected_at(self, slice_id, steps)
+        return found
 
     def slicing(self, sliced_id: str) -> dict[str, Any] | None:
         """The slicing of an element: declared, or the implicit one of extensions (by url)."""
@@ -283,14 +312,14 @@ def _holds(
     if kind in ("value", "pattern"):
         return _value_holds(definitions, slice_id, steps, path, found, checks)
     if kind == "exists":
-        element = expected_at(definitions, slice_id, steps).element
+        element = definitions.expected(slice_id, steps).element
         if element is not None and element.get("max") == "0":
             return not found
         if element is not None and (element.get("min") or 0) >= 1:
             return bool(found)
         raise Unsupported(f"slice {slice_id} says neither min 1 nor max 0 at '{path}'")
     resolved = bool(steps) and steps[-1] == "resolve()"
-    element = expected_at(definitions, slice_id, steps[:-1] if resolved else steps).element
+    element = definitions.expected(slice_id, steps[:-1] if resolved else steps).element
     types = (element or {}).get("type") or []
     if kind == "type":
         codes = {t.get("code") for t in types}
@@ -314,7 +343,7 @@ def _value_holds(
     found: list[Item],
     checks: Checks,
 ) -> bool:
-    expected = expected_at(definitions, slice_id, steps)
+    expected = definitions.expected(slice_id, steps)
     if expected.fixed is not None:
         if expected.exact:
             return any(i.value == expected.fixed for i in found)

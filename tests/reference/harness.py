@@ -111,9 +111,16 @@ class Run:
         return dict(issues)
 
 
-def run(jar: Path, package: Path, paths: Iterable[Path], threads: int = 1) -> Run:
+def run(
+    jar: Path,
+    package: Path,
+    paths: Iterable[Path],
+    threads: int = 1,
+    dependencies: Iterable[Path] = (),
+) -> Run:
     """Validate every resource in ``paths`` (JSON resources, Bundles, .ndjson, folders of them)
-    in one JVM start, ``threads`` files at a time."""
+    in one JVM start, ``threads`` files at a time, with ``package`` and the packages it depends
+    on loaded."""
     command = [
         "java",
         *JVM_OPTIONS,
@@ -121,6 +128,7 @@ def run(jar: Path, package: Path, paths: Iterable[Path], threads: int = 1) -> Ru
         str(jar),
         "--package",
         str(package),
+        *(part for dependency in dependencies for part in ("--package", str(dependency))),
         "--threads",
         str(threads),
         *map(str, paths),

@@ -2,6 +2,7 @@ package org.fhiradmsc.reference;
 
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.DefaultProfileValidationSupport;
+import ca.uhn.fhir.context.support.IValidationSupport;
 import ca.uhn.fhir.context.support.ValidationSupportContext;
 import ca.uhn.fhir.parser.IParser;
 import ca.uhn.fhir.parser.LenientErrorHandler;
@@ -58,7 +59,8 @@ import org.hl7.fhir.utilities.npm.NpmPackage;
  * The HL7 FHIR validator engine (org.hl7.fhir.validation through HAPI FHIR), fully offline, over
  * many inputs in one JVM start.
  *
- * <pre>java -jar reference-validator.jar --package PATH/package.tgz [--threads N] FILE_OR_DIR...</pre>
+ * <pre>java -jar reference-validator.jar --package PATH/package.tgz [--package DEPENDENCY.tgz ...]
+ *     [--threads N] FILE_OR_DIR...</pre>
  *
  * <p>Inputs are JSON resources, JSON Bundles and .ndjson files (folders are searched for *.json
  * and *.ndjson; a JSON file that is no resource, such as a manifest, is skipped and listed in the
@@ -80,19 +82,19 @@ public final class Validate {
   private record Result(String file, List<String> lines, List<String> skipped, long ms) {}
 
   public static void main(String[] args) throws IOException, InterruptedException {
-    Path packagePath = null;
+    List<Path> packagePaths = new ArrayList<>();
     int threads = 1;
     List<Path> inputs = new ArrayList<>();
     for (int i = 0; i < args.length; i++) {
       if (args[i].equals("--package") && i + 1 < args.length) {
-        packagePath = Path.of(args[++i]);
+        packagePaths.add(Path.of(args[++i]));
       } else if (args[i].equals("--threads") && i + 1 < args.length) {
         threads = Integer.parseInt(args[++i]);
       } else {
         inputs.add(Path.of(args[i]));
       }
     }
-    if (packagePath == null || inputs.isEmpty() || threads < 1) {
+    if (packagePaths.isEmpty() || inputs.isEmpty() || threads < 1) {
       System.err.println(
           "usage: java -jar reference-validator.jar --package package.tgz [--threads N] INPUT...");
       System.exit(2);
@@ -107,11 +109,18 @@ public final class Validate {
 
     FhirContext ctx = FhirContext.forR4Cached();
     PackageFile npm = new PackageFile(ctx);
-    JsonObject packageSummary = npm.loadPackageFromPath(packagePath);
+    // the first package is the one under test; the others are what it depends on
+    JsonArray packages = new JsonArray();
+    for (Path packagePath : packagePaths) {
+      packages.add(npm.loadPackageFromPath(packagePath));
+    }
+    JsonObject packageSummary = packages.get(0).getAsJsonObject();
+    DefaultProfileValidationSupport core = new DefaultProfileValidationSupport(ctx);
     ValidationSupportChain chain =
         new ValidationSupportChain(
             npm,
-            new DefaultProfileValidationSupport(ctx),
+            core,
+            new CoreVersions(ctx, core),
             new CommonCodeSystemsTerminologyService(ctx),
             new InMemoryTerminologyServerValidationSupport(ctx),
             new SnapshotGeneratingValidationSupport(ctx));
@@ -176,6 +185,7 @@ public final class Validate {
     summary.addProperty("threads", threads);
     summary.addProperty("hapi_version", VersionUtil.getVersion());
     summary.add("package", packageSummary);
+    summary.add("packages", packages);
     summary.add("skipped", skipped);
     summary.add("network_attempts", GSON.toJsonTree(network));
     summary.add("code_systems_not_validated", notValidated(chain));
@@ -363,6 +373,50 @@ public final class Validate {
    * same package.tgz from a file with the HL7 NPM reader (NpmPackage) and loads its resources the
    * way HAPI's loadPackageFromClasspath does, so the package itself is what is proven loadable.
    */
+  /**
+   * The R4 core's own definitions named with their version ("...StructureDefinition/Patient|4.0.1",
+   * as IG packages write them): the HL7 validator resolves them, HAPI's default support does not
+   * (each such reference became a false "Unknown profile" error).
+   */
+  static final class CoreVersions implements IValidationSupport {
+    private static final String VERSION = "|4.0.1";
+    private final FhirContext ctx;
+    private final DefaultProfileValidationSupport core;
+
+    CoreVersions(FhirContext ctx, DefaultProfileValidationSupport core) {
+      this.ctx = ctx;
+      this.core = core;
+    }
+
+    @Override
+    public FhirContext getFhirContext() {
+      return ctx;
+    }
+
+    @Override
+    public <T extends IBaseResource> T fetchResource(Class<T> theClass, String theUri) {
+      if (theUri == null || !theUri.startsWith("http://hl7.org/fhir/") || !theUri.endsWith(VERSION)) {
+        return null;
+      }
+      return core.fetchResource(theClass, theUri.substring(0, theUri.length() - VERSION.length()));
+    }
+
+    @Override
+    public IBaseResource fetchStructureDefinition(String theUrl) {
+      return fetchResource(StructureDefinition.class, theUrl);
+    }
+
+    @Override
+    public IBaseResource fetchValueSet(String theUrl) {
+      return fetchResource(org.hl7.fhir.r4.model.ValueSet.class, theUrl);
+    }
+
+    @Override
+    public IBaseResource fetchCodeSystem(String theSystem) {
+      return fetchResource(org.hl7.fhir.r4.model.CodeSystem.class, theSystem);
+    }
+  }
+
   static final class PackageFile extends NpmPackageValidationSupport {
     PackageFile(FhirContext ctx) {
       super(ctx);
