@@ -71,6 +71,10 @@ class Node:
     bare: bool = False  # a primitive present only by its extensions (``_birthDate``): no value
 
 
+class _Failed(Exception):
+    """A fail-fast check found its first error."""
+
+
 @dataclass
 class Context:
     """What one resource's checks share."""
@@ -78,8 +82,12 @@ class Context:
     resource: dict[str, Any]
     evaluation: Evaluation = field(default_factory=Evaluation)
     issues: list[Issue] = field(default_factory=list)
+    # asked only whether there is an error (does a resource meet a profile?): stop at the first
+    fail_fast: bool = False
 
     def add(self, severity: str, code: str, message: str, location: str, rule: str = R4) -> None:
+        if self.fail_fast and severity in ("error", "fatal"):
+            raise _Failed
         self.issues.append(
             Issue(
                 severity,
@@ -127,6 +135,7 @@ class Validator:
         self._seen: dict[tuple[str, str], tuple[tuple[str, str, str, str, str], ...]] = {}
         self._free: dict[str, bool] = {}
         self._conforming: set[tuple[int, str]] = set()
+        self._targets: dict[tuple[str, ...], Any] = {}  # see _target_types
         # whether a resource conforms to a profile, by identity (kept with the resource)
         self._conformance: dict[tuple[int, str], tuple[Any, bool]] = {}
 
@@ -309,14 +318,16 @@ class Validator:
         if not text or '"#' in text:
             self._walk(ctx, value, type_code, type_code, where)
             self._codes(ctx, type_code, value, where)
-            _attachment_size(ctx, type_code, value, where)
+            if type_code == "Attachment":
+                _attachment_size(ctx, type_code, value, where)
             return
         found = self._seen.get((type_code, text))
         if found is None:
             inner = Context(ctx.resource, ctx.evaluation)
             self._walk(inner, value, type_code, type_code, "")
             self._codes(inner, type_code, value, "")
-            _attachment_size(inner, type_code, value, "")
+            if type_code == "Attachment":
+                _attachment_size(inner, type_code, value, "")
             found = tuple((i.severity, i.code, i.message, i.location, i.rule) for i in inner.issues)
             if len(self._seen) >= SEEN_LIMIT:
                 self._seen.clear()
@@ -521,7 +532,18 @@ class Validator:
                 url,
             )
             return
-        member = self._slice_member(ctx, sd)
+        urls = self._slice_urls(sd)
+        made: list[Member] = []
+
+        def member(sliced_id: str, name: str, node: Node) -> bool:
+            """Slice membership: extension slices by url here, others built on first need."""
+            url = urls.get(f"{sliced_id}:{name}")
+            if url is not None:
+                return isinstance(node.value, dict) and node.value.get("url") == url
+            if not made:
+                made.append(self._slice_member(ctx, sd))
+            return made[0](sliced_id, name, node)
+
         selected: dict[tuple[str, ...], list[Node]] = {(): roots}
 
         def select(path: tuple[str, ...]) -> list[Node]:
@@ -569,11 +591,12 @@ class Validator:
                 elif actual is not None:
                     conformance[key] = self._conforms(ctx, value, url)
                 else:
-                    scratch = Context(value if actual else ctx.resource, ctx.evaluation)
-                    self._profile(scratch, url, [Node(value, actual or kind)], actual or kind)
-                    conformance[key] = not any(
-                        i.severity in ("error", "fatal") for i in scratch.issues
-                    )
+                    scratch = Context(ctx.resource, ctx.evaluation, fail_fast=True)
+                    try:
+                        self._profile(scratch, url, [Node(value, kind)], kind)
+                        conformance[key] = True
+                    except _Failed:
+                        conformance[key] = False
             return conformance[key]
 
         def resolve(reference: str) -> dict[str, Any] | None:
@@ -588,8 +611,24 @@ class Validator:
         checks = slicing.Checks(resolve, conforms, self._member_of, _matches_pattern)
 
         memo: dict[tuple[str, str, int, str | None], bool] = {}
+        possible: dict[tuple[str, int, str | None], set[str] | None] = {}
 
         def member(sliced_id: str, name: str, node: Node) -> bool:
+            url = urls.get(f"{sliced_id}:{name}")
+            if url is not None:  # an extension slice: by the url of its definition
+                return isinstance(node.value, dict) and node.value.get("url") == url
+            # the slices an item may be in, told by the slicing's index once per item
+            near = (sliced_id, id(node.value), node.type_code)
+            if near not in possible:
+                found = self.catalog.derived(
+                    f"slice index {sliced_id}",
+                    definitions,
+                    lambda: slicing.index(definitions, sliced_id),
+                )
+                item = slicing.Item(node.value, node.type_code)
+                possible[near] = None if found is None else slicing.candidates(found, item, resolve)
+            if possible[near] is not None and name not in possible[near]:
+                return False
             key = (sliced_id, name, id(node.value), node.type_code)  # values outlive this memo
             if key not in memo:
                 memo[key] = in_slice(sliced_id, name, node)
@@ -696,7 +735,7 @@ class Validator:
             return
         profiles = [p for t in types if t.get("code") == kind for p in t.get("profile") or []]
         if len(profiles) == 1:
-            inner = Context(node.value, ctx.evaluation, ctx.issues)
+            inner = Context(node.value, ctx.evaluation, ctx.issues, ctx.fail_fast)
             self._profile(inner, profiles[0], [Node(node.value, node.location)], kind)
         elif profiles and not any(self._conforms(ctx, node.value, p) for p in profiles):
             ctx.add(
@@ -718,10 +757,12 @@ class Validator:
             return True
         self._conforming.add(key)
         try:
-            scratch = Context(value, ctx.evaluation)
+            scratch = Context(value, ctx.evaluation, fail_fast=True)
             kind = value["resourceType"]
             self._profile(scratch, url, [Node(value, kind)], kind)
-            answer = not any(i.severity in ("error", "fatal") for i in scratch.issues)
+            answer = True
+        except _Failed:
+            answer = False
         finally:
             self._conforming.discard(key)
         if len(self._conformance) >= SEEN_LIMIT:
@@ -832,7 +873,8 @@ class Validator:
             if t["code"] == "Extension" and t.get("profile") and ":" in element.get("id", ""):
                 for profile in t["profile"]:
                     self._profile(ctx, profile, [Node(node.value, node.location)], "Extension")
-        self._resource_profiles(ctx, types, node, rule)
+        if isinstance(node.value, dict) and "resourceType" in node.value:
+            self._resource_profiles(ctx, types, node, rule)
         if "binding" in element:
             binding = element["binding"]
             if binding.get("strength") in ("required", "extensible") and binding.get("valueSet"):
@@ -857,7 +899,9 @@ class Validator:
         inner = ctx
         if enclosing is not ctx.resource:
             root = ctx.evaluation.root or ctx.resource
-            inner = Context(enclosing, replace(ctx.evaluation, root=root), ctx.issues)
+            inner = Context(
+                enclosing, replace(ctx.evaluation, root=root), ctx.issues, ctx.fail_fast
+            )
         kind = node.type_code or _node_type(element, node.value, enclosing)
         for constraint in element["constraint"]:
             self._invariant(
@@ -879,12 +923,12 @@ class Validator:
             target_type = None
         if target_type is None:
             return
-        types = set()
-        for target in targets:
-            sd = self.catalog.structure(target)
-            if sd is None and not self.catalog.is_base_definition(target):
-                return  # a profile nobody loaded: the type it allows is not known here
-            types.add(sd["type"] if sd else target.split("|")[0].rsplit("/", 1)[-1])
+        known = self._targets.get(tuple(targets))
+        if known is None:
+            known = self._targets[tuple(targets)] = self._target_types(targets)
+        if known[0] is None:
+            return  # a profile nobody loaded: the type it allows is not known here
+        types, profiled = known
         said = any(
             i.location == node.location and i.message.startswith("refers to") for i in ctx.issues
         )
@@ -899,12 +943,7 @@ class Validator:
             )
             return
         # a resolved target must conform to one of the profiles (not base types) named
-        profiles = [
-            t
-            for t in targets
-            if not self.catalog.is_base_definition(t)
-            and (self.catalog.structure(t) or {}).get("type") == target_type
-        ]
+        profiles = profiled.get(target_type, [])
         if resolved and profiles and not any(self._conforms(ctx, resolved, p) for p in profiles):
             ctx.add(
                 "error",
@@ -914,6 +953,22 @@ class Validator:
                 node.location,
                 rule,
             )
+
+    def _target_types(
+        self, targets: list[str]
+    ) -> tuple[frozenset[str] | None, dict[str, list[str]]]:
+        """The resource types a reference's target profiles allow (None when one is a profile
+        nobody loaded), and the profiles (not base types) of each type."""
+        types, profiled = set(), {}
+        for target in targets:
+            sd = self.catalog.structure(target)
+            if sd is None and not self.catalog.is_base_definition(target):
+                return None, {}
+            kind = sd["type"] if sd else target.split("|")[0].rsplit("/", 1)[-1]
+            types.add(kind)
+            if sd is not None and not self.catalog.is_base_definition(target):
+                profiled.setdefault(kind, []).append(target)
+        return frozenset(types), profiled
 
     # -- extensions anywhere -------------------------------------------------------------------
 
@@ -1124,16 +1179,8 @@ def _calendar_ok(text: str) -> bool:
     return True
 
 
-class _ResourceIds:
-    """The paths ``<ResourceType>.id``."""
-
-    def __contains__(self, path: object) -> bool:
-        if not isinstance(path, str) or not path.endswith(".id") or path.count(".") != 1:
-            return False
-        return r4.is_resource_type(path[:-3])
-
-
-_RESOURCE_IDS = _ResourceIds()
+# The paths ``<ResourceType>.id``.
+_RESOURCE_IDS = frozenset(f"{kind}.id" for kind in r4.resource_types())
 
 
 def _children(type_name: str, def_path: str) -> dict[str, r4.ElementDef]:
@@ -1244,25 +1291,26 @@ def _select(
     for depth in range(start, len(parts)):
         part = parts[depth]
         name, _, slice_name = part.partition(":")
+        under = "_" + name
         found: list[Node] = []
         for node in nodes:
             if not isinstance(node.value, dict):
                 continue
             if name.endswith("[x]"):
                 prefix = name[:-3]
+                size = len(prefix)
                 for key, value in node.value.items():
-                    bare = key.startswith("_") and key[1:] not in node.value
-                    key = key[1:] if bare else key
-                    if key.startswith(prefix) and key[len(prefix) : len(prefix) + 1].isupper():
-                        code = _type_code(key[len(prefix) :])
+                    bare = key[:1] == "_" and key[1:] not in node.value
+                    if bare:  # a primitive with extensions and no value
+                        key = key[1:]
+                    if key.startswith(prefix) and key[size : size + 1].isupper():
+                        code = _type_code(key[size:])
                         where = f"{node.location}.{prefix}.ofType({code})"
                         found.extend(_as_nodes(value, where, code, bare))
             elif name in node.value:
                 found.extend(_as_nodes(node.value[name], f"{node.location}.{name}"))
-            elif f"_{name}" in node.value:  # a primitive with extensions and no value
-                found.extend(
-                    _as_nodes(node.value[f"_{name}"], f"{node.location}.{name}", bare=True)
-                )
+            elif under in node.value:  # a primitive with extensions and no value
+                found.extend(_as_nodes(node.value[under], f"{node.location}.{name}", bare=True))
         if slice_name:
             sliced_id = ".".join([type_name, *parts[:depth], name])
             found = [n for n in found if member(sliced_id, slice_name, n)]

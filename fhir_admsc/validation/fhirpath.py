@@ -3,6 +3,7 @@ functions fhirpathpy lacks (``hasValue``, ``resolve`` within the checked resourc
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -82,6 +83,75 @@ def _on_one_item(test: Callable[..., Any]) -> Callable[[list[Any], Any], Any]:
     return run
 
 
+def _member_step(model: Any, key: str) -> Callable[[list[Any], Any], list[Any]]:
+    """One member step (``birthDate``) of fhirpathpy's evaluator, as FHIRPath defines it for JSON:
+    a primitive and its ``_birthDate`` (id, extensions) are one node, not two. fhirpathpy 2.2
+    made them two, so ``birthDate.toString()`` was empty whenever the date had an extension (a
+    false error on an AU Base example); the node keeps the extensions in ``_data``, where the
+    next step looks."""
+
+    def step(found: list[Any], item: Any) -> list[Any]:
+        node = ResourceNode.create_node(item)
+        path = f"{node.path}.{key}" if node.path else f"_.{key}"
+        full = (f"{node.propName}.{key}" if node.propName else path).replace("_", "")
+        data = node.data if isinstance(node.data, dict) else node._data
+        value = extra = None
+        if isinstance(model, dict):
+            path = model["pathsDefinedElsewhere"].get(path, path)
+            choices = model["choiceTypePaths"].get(path)
+        else:
+            choices = None
+        if choices and isinstance(data, dict):
+            for suffix in choices:
+                value, extra = data.get(f"{key}{suffix}"), data.get(f"_{key}{suffix}")
+                if value is not None or extra is not None:
+                    path += suffix
+                    break
+        elif isinstance(data, dict):
+            value, extra = data.get(key), data.get(f"_{key}")
+            if key == "extension":
+                path = "Extension"
+        elif key == "length" and not isinstance(node.data, dict):
+            value = len(node.data)
+        if isinstance(model, dict) and "path2Type" in model:
+            path = model["path2Type"].get(path, path)
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        extras = extra if isinstance(extra, list) else [] if extra is None else [extra]
+        listed = isinstance(value, list) or isinstance(extra, list)
+        for i in range(max(len(values), len(extras))):
+            item_value = values[i] if i < len(values) else None
+            item_extra = extras[i] if i < len(extras) else None
+            name = f"{full}[{i}]" if listed else full
+            index = i if listed else None
+            if item_value is None and item_extra is None:
+                continue
+            if item_value is None:  # extensions only: the node is what they say
+                found.append(ResourceNode.create_node(item_extra, path, None, name, index))
+            else:
+                found.append(ResourceNode.create_node(item_value, path, item_extra, name, index))
+        return found
+
+    return step
+
+
+def _extension(_: Any, inputs: list[Any], url: Any) -> list[Any]:
+    """extension(url): every extension with that url, of elements and of primitives (whose
+    extensions are in ``_data``); fhirpathpy gave the first one of elements only."""
+    url = url[0] if isinstance(url, list) and url else url
+    found = []
+    for item in inputs:
+        data = item.data if isinstance(item, ResourceNode) else item
+        if not isinstance(data, dict) and isinstance(item, ResourceNode):
+            data = item._data
+        if isinstance(data, dict) and isinstance(data.get("extension"), list):
+            found.extend(
+                ResourceNode.create_node(e, "Extension")
+                for e in data["extension"]
+                if isinstance(e, dict) and e.get("url") == url
+            )
+    return found
+
+
 _FUNCTIONS = {
     "contains": {"fn": _on_one_item(strings.contains_fn), "arity": {1: ["String"]}},
     "startsWith": {"fn": _on_one_item(strings.starts_with), "arity": {1: ["String"]}},
@@ -121,8 +191,10 @@ def holds(
     """Whether the invariant ``expression`` is true on ``node`` (empty counts as false)."""
     shortcut = native(expression)
     if shortcut is not None:
-        root = evaluation.root if evaluation is not None and evaluation.root else resource
-        answer = shortcut(node, root if shortcut in ON_ROOT else resource)
+        if evaluation is not None and evaluation.root is not None and shortcut in ON_ROOT:
+            answer = shortcut(node, evaluation.root)
+        else:
+            answer = shortcut(node, resource)
         if answer is not None:
             return answer
     return evaluate(expression, node, resource, root_type, evaluation)
@@ -156,3 +228,13 @@ def _typed(resource: Any) -> Any:
     """A resource as a node that knows its type (``%resource.type()``, ``is()``)."""
     kind = resource.get("resourceType") if isinstance(resource, dict) else None
     return ResourceNode.create_node(resource, kind) if isinstance(kind, str) else resource
+
+
+# fhirpathpy's member step and extension(), replaced by the versions above: the module, not the
+# dict of the same name that fhirpathpy.engine exports; extension(url) must see the nodes
+# themselves (a user function gets their bare values)
+importlib.import_module(
+    "fhirpathpy.engine.evaluators"
+).create_reduce_member_invocation = _member_step
+_REGISTRY = importlib.import_module("fhirpathpy.engine.invocations").invocation_registry
+_REGISTRY["extension"] = {**_REGISTRY["extension"], "fn": _extension}

@@ -29,6 +29,11 @@ class Unsupported(Exception):
     """A discriminator this module cannot evaluate; the message names it."""
 
 
+class NoValue(Unsupported):
+    """A value discriminator at whose path the slice fixes nothing: the slice is told apart by
+    its other discriminators, if any (as the HL7 validator does)."""
+
+
 @dataclass(frozen=True)
 class Item:
     """A value found on a discriminator's path, with its type where the JSON tells it."""
@@ -297,7 +302,17 @@ def in_slice(
     discriminators = slicing.get("discriminator") or []
     if not discriminators:
         raise Unsupported("a slicing without discriminators")
-    return all(_holds(definitions, d, slice_id, item, checks) for d in discriminators)
+    decided, missing = 0, None
+    for discriminator in discriminators:
+        try:
+            if not _holds(definitions, discriminator, slice_id, item, checks):
+                return False
+            decided += 1
+        except NoValue as e:
+            missing = e
+    if decided == 0 and missing is not None:
+        raise missing
+    return True
 
 
 def _holds(
@@ -330,6 +345,9 @@ def _holds(
         return any(i.type_code in codes for i in found)
     key = "targetProfile" if resolved else "profile"
     profiles = [p for t in types for p in t.get(key) or []]
+    if not profiles and not resolved and any(t.get("code") for t in types):
+        # no profile named: the type itself is the profile its items must meet
+        return any(i.type_code in {t.get("code") for t in types} for i in found)
     if not profiles:
         raise Unsupported(f"slice {slice_id} names no profile at '{path}'")
     return any(checks.conforms(i.value, p) for i in found for p in profiles)
@@ -358,4 +376,84 @@ def _value_holds(
         if any(a is None for a in answers):
             raise Unsupported(f"the ValueSet {binding['valueSet']} cannot be expanded offline")
         return any(answers)
-    raise Unsupported(f"slice {slice_id} fixes no value at '{path}'")
+    raise NoValue(f"slice {slice_id} fixes no value at '{path}'")
+
+
+def _keys(value: Any) -> set[tuple[Any, ...]]:
+    """What an item's value offers to a slice index: its primitive value, or the system and code
+    of each of its codings."""
+    if isinstance(value, str | int | float | bool):
+        return {("=", value)}
+    if not isinstance(value, dict):
+        return set()
+    codings = value.get("coding") if isinstance(value.get("coding"), list) else [value]
+    found: set[tuple[Any, ...]] = set()
+    for coding in codings:
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str | int | float):
+            found.add(("c", coding.get("system"), coding["code"]))
+            found.add(("k", coding["code"]))
+    return found
+
+
+def _needed(expected: Expected) -> tuple[Any, ...] | None:
+    """The one key an item must offer to match a slice's fixed or pattern value (see _keys), or
+    None when the value cannot be reduced to one."""
+    value = expected.fixed
+    if isinstance(value, str | int | float | bool):
+        return ("=", value)
+    if not isinstance(value, dict):
+        return None
+    codings = value.get("coding") if isinstance(value.get("coding"), list) else [value]
+    for coding in codings:
+        if isinstance(coding, dict) and isinstance(coding.get("code"), str | int | float):
+            system = coding.get("system")
+            return ("c", system, coding["code"]) if system is not None else ("k", coding["code"])
+    return None
+
+
+@dataclass
+class Index:
+    """The slices of one slicing by the key their first value or pattern discriminator needs:
+    an item is tested only against the slices whose key it offers, and those no key tells."""
+
+    steps: list[str]
+    by_key: dict[tuple[Any, ...], list[str]]
+    always: list[str]
+
+
+def index(definitions: Definitions, sliced_id: str) -> Index | None:
+    """The index of a slicing, or None when no discriminator of it can be indexed."""
+    slicing = definitions.slicing(sliced_id)
+    for discriminator in (slicing or {}).get("discriminator") or []:
+        if not isinstance(discriminator, dict) or discriminator.get("type") not in (
+            "value",
+            "pattern",
+        ):
+            continue
+        try:
+            steps = parse_path(discriminator.get("path", "$this"))
+        except Unsupported:
+            return None
+        if any(s == "resolve()" or s.startswith(("ofType(", "extension(")) for s in steps):
+            continue
+        by_key: dict[tuple[Any, ...], list[str]] = {}
+        always: list[str] = []
+        for name in definitions.slices(sliced_id):
+            needed = _needed(definitions.expected(f"{sliced_id}:{name}", steps))
+            if needed is None:
+                always.append(name)
+            else:
+                by_key.setdefault(needed, []).append(name)
+        return Index(steps, by_key, always) if by_key else None
+    return None
+
+
+def candidates(
+    found: Index, item: Item, resolve: Callable[[str], dict[str, Any] | None]
+) -> set[str]:
+    """The slices an item may be in, by the index: the others cannot match."""
+    names = set(found.always)
+    for value in values_at(item.value, item.type_code, found.steps, resolve):
+        for key in _keys(value.value):
+            names.update(found.by_key.get(key, ()))
+    return names
