@@ -102,7 +102,10 @@ def load_package(spec: str | Path) -> Package:
             f"`igs` {spec}: not in the FHIR package cache ({cache_folder()}); give the "
             "package's .tgz or folder instead"
         )
-    raise ConfigurationError(f"`igs` {spec}: no such package file or folder, nor a name#version")
+    raise ConfigurationError(
+        f"`igs` '{spec}' does not exist (give a package .tgz, a folder, or a name#version of the "
+        "FHIR package cache)"
+    )
 
 
 def _folder_package(folder: Path, source: str) -> Package:
