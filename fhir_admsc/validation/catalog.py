@@ -75,6 +75,17 @@ class Catalog:
             self.canonical_bases.add(resource["url"].rsplit("/", 2)[0])
             self._memo.clear()
 
+    def extended(self, resources: Iterable[dict[str, Any]]) -> Catalog:
+        """A new catalog: this one's conformance resources and ``resources``."""
+        return Catalog(
+            [
+                *self.structures.values(),
+                *self.value_sets.values(),
+                *self.code_systems.values(),
+                *resources,
+            ]
+        )
+
     def structure(self, url: str) -> dict[str, Any] | None:
         return self.structures.get(_strip_version(url))
 

@@ -576,27 +576,23 @@ class Validator:
         """Whether a node is in a slice of ``sd`` (sliced element id, slice name, node); a
         slicing that cannot be told apart is reported once and matches nothing (fails closed)."""
         definitions = self._definitions(sd)
-        urls = self._slice_urls(sd)
         conformance: dict[tuple[int, str], bool] = {}
         reported: set[str] = set()
 
         def conforms(value: Any, url: str) -> bool:
+            target = self.catalog.structure(url)
+            kind = (target or {}).get("type") or url.rsplit("/", 1)[-1]
+            actual = value.get("resourceType") if isinstance(value, dict) else None
+            if actual is not None:  # a resource: remembered by the validator
+                return actual == kind and self._conforms(ctx, value, url)
             key = (id(value), url)
-            if key not in conformance:
-                target = self.catalog.structure(url)
-                kind = (target or {}).get("type") or url.rsplit("/", 1)[-1]
-                actual = value.get("resourceType") if isinstance(value, dict) else None
-                if actual is not None and actual != kind:
+            if key not in conformance:  # a datatype (a profiled Coding, say)
+                scratch = Context(ctx.resource, ctx.evaluation, fail_fast=True)
+                try:
+                    self._profile(scratch, url, [Node(value, kind)], kind)
+                    conformance[key] = True
+                except _Failed:
                     conformance[key] = False
-                elif actual is not None:
-                    conformance[key] = self._conforms(ctx, value, url)
-                else:
-                    scratch = Context(ctx.resource, ctx.evaluation, fail_fast=True)
-                    try:
-                        self._profile(scratch, url, [Node(value, kind)], kind)
-                        conformance[key] = True
-                    except _Failed:
-                        conformance[key] = False
             return conformance[key]
 
         def resolve(reference: str) -> dict[str, Any] | None:
@@ -614,9 +610,7 @@ class Validator:
         possible: dict[tuple[str, int, str | None], set[str] | None] = {}
 
         def member(sliced_id: str, name: str, node: Node) -> bool:
-            url = urls.get(f"{sliced_id}:{name}")
-            if url is not None:  # an extension slice: by the url of its definition
-                return isinstance(node.value, dict) and node.value.get("url") == url
+            # (extension slices, by url, are told apart before: see _profile)
             # the slices an item may be in, told by the slicing's index once per item
             near = (sliced_id, id(node.value), node.type_code)
             if near not in possible:
@@ -636,8 +630,6 @@ class Validator:
 
         def in_slice(sliced_id: str, name: str, node: Node) -> bool:
             slice_id = f"{sliced_id}:{name}"
-            if slice_id in urls:  # an extension slice: by the url of its definition
-                return isinstance(node.value, dict) and node.value.get("url") == urls[slice_id]
             rules = definitions.slicing(sliced_id)
             try:
                 if rules is None:
@@ -1304,7 +1296,7 @@ def _select(
                     if bare:  # a primitive with extensions and no value
                         key = key[1:]
                     if key.startswith(prefix) and key[size : size + 1].isupper():
-                        code = _type_code(key[size:])
+                        code = slicing.type_code(key[size:])
                         where = f"{node.location}.{prefix}.ofType({code})"
                         found.extend(_as_nodes(value, where, code, bare))
             elif name in node.value:
@@ -1327,16 +1319,6 @@ def _slice_urls(sd: dict[str, Any]) -> dict[str, str]:
         if element.get("sliceName") and extension and types[0].get("profile"):
             found[element["id"]] = types[0]["profile"][0]
     return found
-
-
-def _type_code(suffix: str) -> str:
-    primitive = suffix[0].lower() + suffix[1:]
-    return (
-        primitive
-        if r4.primitive_regex(primitive) is not None
-        or primitive in ("string", "boolean", "markdown", "xhtml")
-        else suffix
-    )
 
 
 def _as_nodes(

@@ -36,8 +36,13 @@ BUNDLE_RULES = "fhir-admsc:bundle"
 # Bundle types whose references are expected to resolve inside the Bundle: a document and a
 # message must carry what they refer to (an error, as in the HL7 validator); a transaction, batch
 # or collection may point at what the receiver holds (a warning: the HL7 validator says nothing).
-SELF_CONTAINED = {"transaction": "warning", "collection": "warning", "batch": "warning"}
-SELF_CONTAINED |= {"document": "error", "message": "error"}
+SELF_CONTAINED = {
+    "transaction": "warning",
+    "collection": "warning",
+    "batch": "warning",
+    "document": "error",
+    "message": "error",
+}
 # Bundle types whose entries may have no fullUrl (a POST needs none).
 MAY_OMIT_FULL_URL = {"transaction", "batch", "transaction-response", "batch-response"}
 
@@ -66,14 +71,7 @@ def catalog_for(igs: Iterable[Path | str] = ()) -> Catalog:
     loaded = load_packages(list(igs))
     if not loaded.resources and not loaded.notes:
         return base
-    catalog = Catalog(
-        [
-            *base.structures.values(),
-            *base.value_sets.values(),
-            *base.code_systems.values(),
-            *loaded.resources,
-        ]
-    )
+    catalog = base.extended(loaded.resources)
     catalog.notes = loaded.notes
     return catalog
 
@@ -402,10 +400,13 @@ def _searched_types(bundle: dict[str, Any]) -> list[str]:
     return [last] if r4.is_resource_type(last) else []
 
 
-def _bundle_issue(document: Document, where: str, message: str, rule: str, line: int) -> Issue:
+def _bundle_issue(
+    document: Document, where: str, message: str, rule: str, line: int, code: str = "structure"
+) -> Issue:
+    """An error of a Bundle rule, at the line of the entry it is about."""
     return Issue(
         "error",
-        "structure",
+        code,  # type: ignore[arg-type]
         message,
         where,
         f"{BUNDLE_RULES}#{rule}",
@@ -451,17 +452,7 @@ def _full_url_rules(document: Document, entries: list[dict[str, Any]]) -> list[I
                 seen[key] = i
             continue
         code = "required" if rule == "fullurl-required" else "structure"
-        issues.append(
-            Issue(
-                "error",
-                code,
-                message,
-                where,
-                f"{BUNDLE_RULES}#{rule}",
-                source=document.source,
-                line=_entry_line(document, i),
-            )
-        )
+        issues.append(_bundle_issue(document, where, message, rule, _entry_line(document, i), code))
     return issues
 
 

@@ -109,7 +109,7 @@ def _step(item: Item, step: str, resolve: Callable[[str], dict[str, Any] | None]
     for key, member in value.items():
         suffix = key[len(name) :]
         if key.startswith(name) and suffix[:1].isupper():
-            found.extend(Item(v, _type_code(suffix)) for v in _listed(member))
+            found.extend(Item(v, type_code(suffix)) for v in _listed(member))
     return found
 
 
@@ -121,10 +121,12 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _type_code(suffix: str) -> str:
+def type_code(suffix: str) -> str:
+    """The type a choice element's JSON suffix names: ``Quantity``, or ``dateTime`` for
+    ``DateTime``."""
     primitive = suffix[0].lower() + suffix[1:]
     known = r4.primitive_regex(primitive) is not None
-    return primitive if known or primitive in ("string", "boolean", "markdown") else suffix
+    return primitive if known or primitive in ("string", "boolean", "markdown", "xhtml") else suffix
 
 
 class Definitions:
@@ -140,7 +142,7 @@ class Definitions:
                     key = element.get("id") or element.get("path")
                     if not isinstance(key, str):
                         continue
-                    merged = self.by_id.setdefault(_canonical_id(key), {})
+                    merged = self.by_id.setdefault(key, {})
                     for name, value in element.items():
                         if name.startswith(("fixed", "pattern")) and any(
                             k.startswith(("fixed", "pattern")) for k in merged
@@ -149,9 +151,10 @@ class Definitions:
                         merged.setdefault(name, value)
 
         self._expected: dict[tuple[str, tuple[str, ...]], Expected] = {}
+        self._slices: dict[str, list[str]] = {}
 
     def get(self, element_id: str) -> dict[str, Any] | None:
-        return self.by_id.get(_canonical_id(element_id))
+        return self.by_id.get(element_id)
 
     def expected(self, slice_id: str, steps: list[str]) -> Expected:
         """``expected_at``, computed once per slice and path."""
@@ -172,20 +175,15 @@ class Definitions:
 
     def slices(self, sliced_id: str) -> list[str]:
         """The names of the slices of an element, in the order they are defined."""
-        prefix = _canonical_id(sliced_id) + ":"
-        names = []
-        for key in self.by_id:
-            if key.startswith(prefix):
-                name = key[len(prefix) :]
-                if "." not in name and "/" not in name and name not in names:
-                    names.append(name)
+        names = self._slices.get(sliced_id)
+        if names is None:
+            prefix = sliced_id + ":"
+            names = self._slices[sliced_id] = [
+                key[len(prefix) :]
+                for key in self.by_id
+                if key.startswith(prefix) and not any(c in key[len(prefix) :] for c in "./")
+            ]
         return names
-
-
-def _canonical_id(element_id: str) -> str:
-    """An element id with R4's choice spellings made one: ``value[x]:valueQuantity`` and
-    ``valueQuantity`` are the same slice of ``value[x]``."""
-    return element_id
 
 
 @dataclass

@@ -101,9 +101,7 @@ def catalog_for_case(folder: Path, case: dict[str, Any]) -> Catalog:
         path = folder / name
         if path.suffix == ".json" and path.exists():
             extra.append(json.loads(path.read_text(encoding="utf-8")))
-    return Catalog(
-        [*base.structures.values(), *base.value_sets.values(), *base.code_systems.values(), *extra]
-    )
+    return base.extended(extra)
 
 
 def ours(folder: Path, case: dict[str, Any]) -> Ours:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fhir_admsc.resources import Document
-from fhir_admsc.validation.catalog import Catalog, project_catalog
+from fhir_admsc.validation.catalog import project_catalog
 from fhir_admsc.validation.run import validate_documents
 
 BASE = "https://profiles.example.net/StructureDefinition/"
@@ -237,11 +237,7 @@ def _observation(profile: str) -> dict[str, Any]:
 
 
 def _errors(resource: dict[str, Any]) -> list[str]:
-    base = project_catalog()
-    catalog = Catalog(
-        [*base.structures.values(), *base.value_sets.values(), *base.code_systems.values()]
-        + [BP, DERIVED, MEMBER, PANEL, UNTELLABLE]
-    )
+    catalog = project_catalog().extended([BP, DERIVED, MEMBER, PANEL, UNTELLABLE])
     issues, _ = validate_documents([Document("t.json", 1, resource)], catalog)
     return [f"{i.location}: {i.message}" for i in issues if i.severity == "error"]
 
