@@ -284,6 +284,11 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     help="Allow extensions whose URL starts with this, though no package defines them "
     "(repeatable).",
 )
+@click.option(
+    "--no-example-urls",
+    is_flag=True,
+    help="Refuse URLs of example domains (example.org, acme.com): live data holds none.",
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 def validate(
     paths: tuple[Path, ...],
@@ -292,6 +297,7 @@ def validate(
     igs: tuple[str, ...],
     profiles: tuple[str, ...],
     extension_domains: tuple[str, ...],
+    no_example_urls: bool,
     output: Path | None,
 ) -> None:
     """Validate resources, Bundles or NDJSON against the project's profiles and FHIR R4, offline."""
@@ -302,6 +308,7 @@ def validate(
             profiles,
             progress if progress.active else None,
             extension_domains=extension_domains,
+            example_urls=not no_example_urls,
         )
     report = reports.render(fmt, issues, checked)
     if output is None:

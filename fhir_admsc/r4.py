@@ -175,3 +175,21 @@ def code_system_codes(system: str) -> frozenset[str] | None:
     """Return every code of a complete CodeSystem in the R4 definitions, or None if absent."""
     codes = _data()["codesystems"].get(system)
     return None if codes is None else frozenset(codes)
+
+
+@cache
+def _extras() -> dict[str, dict[str, Any]]:
+    """R4's own extensions, other profiles and the ValueSets they bind, by URL (read when first
+    asked; see tools/extract_r4_extras.py)."""
+    resource = files("fhir_admsc") / "r4_extras.json.gz"
+    data: dict[str, Any] = json.loads(gzip.decompress(resource.read_bytes()))
+    if data.get("fhirVersion") != FHIR_VERSION:
+        raise ValueError(f"r4_extras.json.gz holds FHIR {data.get('fhirVersion')}")
+    return {r["url"]: r for r in data["resources"]}
+
+
+def core_definition(url: str) -> dict[str, Any] | None:
+    """An extension, profile or ValueSet the R4 specification defines (differential only)."""
+    if not url.startswith("http://hl7.org/fhir/"):
+        return None
+    return _extras().get(_canonical(url))

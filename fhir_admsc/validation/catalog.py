@@ -87,7 +87,13 @@ class Catalog:
         )
 
     def structure(self, url: str) -> dict[str, Any] | None:
-        return self.structures.get(_strip_version(url))
+        """A loaded StructureDefinition, or one R4 itself defines (its extensions, vital signs)."""
+        found = self.structures.get(_strip_version(url))
+        if found is None:
+            found = r4.core_definition(url)
+            if found is not None and found["resourceType"] != "StructureDefinition":
+                return None
+        return found
 
     def is_base_definition(self, url: str) -> bool:
         """Whether ``url`` is the R4 definition of a resource type or datatype itself."""
@@ -142,7 +148,10 @@ def _expand(
 ) -> frozenset[tuple[str, str]] | None:
     vs = catalog.value_sets.get(url)
     if vs is None:
-        return r4.expansion(url)
+        known = r4.expansion(url)
+        vs = r4.core_definition(url) if known is None else None
+        if vs is None or vs["resourceType"] != "ValueSet":
+            return known
     if url in seen:
         return None
     codes: set[tuple[str, str]] = set()

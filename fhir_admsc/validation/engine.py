@@ -17,9 +17,9 @@ from fhir_admsc import r4
 from fhir_admsc import terminology as term
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.resources import label, reference_type
-from fhir_admsc.terminology import CORE_EXTENSION_CONTEXTS
-from fhir_admsc.validation import slicing
+from fhir_admsc.validation import slicing, vital_signs
 from fhir_admsc.validation.catalog import Catalog
+from fhir_admsc.validation.definitions import choice_step, definition_issues, step_type
 from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
 from fhir_admsc.validation.issues import Issue
 
@@ -121,11 +121,17 @@ class Validator:
     """Checks resources against the R4 base and the profiles of a Catalog."""
 
     def __init__(
-        self, catalog: Catalog, profiles: Iterable[str] = (), extension_domains: Iterable[str] = ()
+        self,
+        catalog: Catalog,
+        profiles: Iterable[str] = (),
+        extension_domains: Iterable[str] = (),
+        example_urls: bool = True,
     ) -> None:
         self.catalog = catalog
         # URL prefixes of extensions that may be used without a definition
         self.extension_domains = tuple(extension_domains)
+        # whether URLs of example domains (example.org, acme.com) are accepted: not in live data
+        self.example_urls = example_urls
         # As the HL7 validator's -profile: a named profile applies to the resources of its type.
         self.extra_profiles: dict[str, list[str]] = {}
         for kind, urls in catalog.global_profiles.items():  # an IG's global profiles apply too
@@ -171,7 +177,15 @@ class Validator:
         claimed = [p for p in profiles if isinstance(p, str)] if isinstance(profiles, list) else []
         named = self.extra_profiles.get(kind, ())
         whole = profiled if profiled is not None else resource
-        for url in [*claimed, *(p for p in named if p not in claimed)]:
+        if kind == "StructureDefinition":
+            for location, message in definition_issues(resource):
+                ctx.add("error", "structure", message, location, R4)
+        urls = [*claimed, *(p for p in named if p not in claimed)]
+        implied = vital_signs.required_profile(resource) if kind == "Observation" else None
+        if implied is not None and implied[0] not in urls:
+            ctx.add("information", "informational", implied[1], kind, implied[0])
+            urls.append(implied[0])
+        for url in urls:
             self._profile(ctx, url, [Node(whole, kind)], kind)
         return ctx.issues
 
@@ -368,6 +382,21 @@ class Validator:
             ctx.add("error", "structure", f"'{text}' is not a calendar date", where)
         elif type_code == "positiveInt" and value < 1:
             ctx.add("error", "structure", f"{value} is not a positiveInt (>= 1)", where)
+        elif type_code in URL_TYPES and not self.example_urls and _EXAMPLE_URL.match(text):
+            ctx.add(
+                "error",
+                "value",
+                f"'{text[:60]}' is an example URL (example domains are refused here)",
+                where,
+            )
+        elif type_code == "canonical" and not _CANONICAL.match(text):
+            ctx.add(
+                "error",
+                "value",
+                f"'{text[:60]}' is not an absolute URL: a canonical reference names a resource "
+                "by its url, or a contained one by #id",
+                where,
+            )
 
     def _primitive_extension(self, ctx: Context, item: Any, where: str) -> None:
         for i, value in enumerate(item if isinstance(item, list) else [item]):
@@ -695,7 +724,7 @@ class Validator:
         for parent in parents:
             nodes = _select(sd["type"], member, [parent], path, start=len(path) - 1)
             minimum, maximum = element.get("min"), element.get("max")
-            where = f"{parent.location}.{_step_name(last)}"
+            where = f"{parent.location}.{choice_step(element.get('path', '')) or _step_name(last)}"
             if minimum is not None and len(nodes) < minimum:
                 ctx.add(
                     "error",
@@ -864,7 +893,7 @@ class Validator:
                 self._reference_target(ctx, node, t["targetProfile"], rule)
             if t["code"] == "Extension" and t.get("profile") and ":" in element.get("id", ""):
                 for profile in t["profile"]:
-                    self._profile(ctx, profile, [Node(node.value, node.location)], "Extension")
+                    self._extension_profile(ctx, profile, Node(node.value, node.location))
         if isinstance(node.value, dict) and "resourceType" in node.value:
             self._resource_profiles(ctx, types, node, rule)
         if "binding" in element:
@@ -975,18 +1004,15 @@ class Validator:
             url = node.value.get("url") if isinstance(node.value, dict) else None
             if not isinstance(url, str) or ":" not in url:
                 continue  # a relative url names a part of a complex extension: its parent checks it
-            sd = self.catalog.structure(url)
-            top = node.location.split(".")[0] if node.location.count(".") == 1 else None
-            core_contexts = CORE_EXTENSION_CONTEXTS.get(url)
-            if top and core_contexts is not None and kind not in core_contexts:
+            if "|" in url:
                 ctx.add(
                     "error",
-                    "structure",
-                    f"extension {url} is not allowed on {kind} in R4 "
-                    f"(context: {', '.join(sorted(core_contexts))})",
+                    "value",
+                    f"an extension's url names it without a version (not {url})",
                     node.location,
                     url,
                 )
+            sd = self.catalog.structure(url)
             if sd is None:
                 # As the HL7 validator: an extension nobody defined is not allowed, unless its
                 # domain is allowed. R4's own extensions are known there; they are not shipped
@@ -1002,12 +1028,14 @@ class Validator:
                         url,
                     )
                 continue
-            contexts = [c.get("expression", "") for c in sd.get("context", [])]
-            if top and contexts and not any(_context_allows(c, kind) for c in contexts):
+            contexts = sd.get("context", [])
+            host = _host(resource, node.location)
+            if contexts and host and not any(_context_allows(c, host) for c in contexts):
+                allowed = ", ".join(c.get("expression", "") for c in contexts)
                 ctx.add(
                     "error",
                     "structure",
-                    f"extension {url} is not allowed on {kind} (context: {', '.join(contexts)})",
+                    f"extension {url} is not allowed on {host.path} (context: {allowed})",
                     node.location,
                     url,
                 )
@@ -1101,8 +1129,9 @@ def _node_type(element: dict[str, Any], value: Any, enclosing: dict[str, Any]) -
     if isinstance(value, dict) and isinstance(value.get("resourceType"), str):
         return value["resourceType"]
     codes = [t.get("code") for t in element.get("type", [])]
-    if len(codes) == 1 and isinstance(codes[0], str) and not codes[0].startswith("http"):
-        return codes[0]
+    single = codes[0] if len(codes) == 1 and isinstance(codes[0], str) else None
+    if single and not single.startswith("http") and single != "BackboneElement":
+        return single
     path = element.get("path", "")
     if ".contained." in path and isinstance(enclosing.get("resourceType"), str):
         path = enclosing["resourceType"] + "." + path.rsplit(".contained.", 1)[1]
@@ -1112,7 +1141,9 @@ def _node_type(element: dict[str, Any], value: Any, enclosing: dict[str, Any]) -
     found = _children(root, parent).get(name) if parent and known else None
     if found is not None and len(found.types) == 1:
         code = found.types[0].code
-        return "Element" if code.startswith("http") or code == "BackboneElement" else code
+        if code == "BackboneElement":
+            return path  # FHIRPath knows a backbone element by its path (its choices, value[x])
+        return "Element" if code.startswith("http") else code
     return "Element"
 
 
@@ -1153,11 +1184,78 @@ CANONICAL_RESOURCES = frozenset(
 )
 
 
-def _context_allows(context: str, kind: str) -> bool:
-    """Whether an extension context (an element path or type) allows the resource ``kind``."""
-    if context in (kind, "Element", "Resource", "DomainResource"):
+@dataclass(frozen=True)
+class _Host:
+    """The element an extension sits on, by the names an extension context may give it: its path
+    from the resource (``Patient.name``), from the nearest datatype (``HumanName.family``), its
+    type, and the url of the extension it sits on, if it does."""
+
+    path: str
+    names: frozenset[str]
+    is_resource: bool
+    extension_url: str | None
+
+
+def _host(resource: dict[str, Any], location: str) -> _Host | None:
+    """The host of the extension at ``location``; None where the R4 definitions do not say."""
+    steps = [s.split("[", 1)[0] for s in location.split(".")[1:-1]]
+    value: Any = resource
+    kind = resource.get("resourceType", "")
+    path, root, type_code = kind, kind, kind
+    for step, raw in zip(steps, location.split(".")[1:-1], strict=True):
+        found = step_type(root, step)
+        if found is None:
+            return None
+        root, type_code = found
+        value = _at(value, raw)
+        path = f"{path}.{step}"
+        if type_code == "Resource" and isinstance(value, dict):
+            type_code = value.get("resourceType", "Resource")
+            path = root = type_code
+        if type_code not in ("BackboneElement", "Element"):
+            names = {path, root, type_code}
+            root = type_code
+        else:
+            names = {path, root, type_code}
+    if not steps:
+        names = {kind}
+    url = value.get("url") if type_code == "Extension" and isinstance(value, dict) else None
+    return _Host(path, frozenset(names), r4.is_resource_type(type_code), url)
+
+
+def _at(value: Any, step: str) -> Any:
+    name, _, index = step.partition("[")
+    found = value.get(name, value.get("_" + name)) if isinstance(value, dict) else None
+    if index and isinstance(found, list):
+        i = int(index.rstrip("]"))
+        return found[i] if i < len(found) else None
+    return found
+
+
+def _context_allows(context: dict[str, Any], host: _Host) -> bool:
+    """Whether an extension context allows ``host``."""
+    expression = context.get("expression", "")
+    if context.get("type") == "fhirpath":
+        return True  # an expression over the instance: not judged here
+    if context.get("type") == "extension":
+        return host.extension_url == expression
+    if expression == "Element" or expression in host.names:
         return True
-    return context in ("CanonicalResource", "MetadataResource") and kind in CANONICAL_RESOURCES
+    if not host.is_resource:
+        return False
+    if expression in ("Resource", "DomainResource"):
+        return True
+    kind = host.path
+    return expression in ("CanonicalResource", "MetadataResource") and kind in CANONICAL_RESOURCES
+
+
+URL_TYPES = frozenset({"uri", "url", "canonical"})
+# A URL whose host is a domain kept for examples (RFC 2606 and the spec's acme.com/.org).
+_EXAMPLE_URL = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*\.)?(example\.(org|com|net)|acme\.(com|org))([:/?#]|$)"
+)
+# A canonical: an absolute URI (a scheme, then anything), or #id of a contained resource.
+_CANONICAL = re.compile(r"#|[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def _calendar_ok(text: str) -> bool:
@@ -1300,7 +1398,9 @@ def _select(
                         where = f"{node.location}.{prefix}.ofType({code})"
                         found.extend(_as_nodes(value, where, code, bare))
             elif name in node.value:
-                found.extend(_as_nodes(node.value[name], f"{node.location}.{name}"))
+                path = ".".join([type_name, *(p.partition(":")[0] for p in parts[: depth + 1])])
+                step = choice_step(path) or name
+                found.extend(_as_nodes(node.value[name], f"{node.location}.{step}"))
             elif under in node.value:  # a primitive with extensions and no value
                 found.extend(_as_nodes(node.value[under], f"{node.location}.{name}", bare=True))
         if slice_name:

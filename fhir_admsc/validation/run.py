@@ -83,6 +83,7 @@ def validate_paths(
     progress: Callable[[int], None] | None = None,
     rules: Sequence[Callable[[], ResourceRule]] = RULES,
     extension_domains: Iterable[str] = (),
+    example_urls: bool = True,
 ) -> tuple[list[Issue], int]:
     """Validate every resource in ``paths``; returns the issues and how many resources were read.
 
@@ -91,7 +92,7 @@ def validate_paths(
     ``profiles`` URL that no loaded package defines raises ConfigurationError before any reading.
     ``progress`` is told how many resources have been checked so far; ``rules`` make the rules
     across resources (by default the study's); extensions under ``extension_domains`` may be
-    used without a definition.
+    used without a definition; ``example_urls`` False refuses URLs of example domains.
     """
     paths = [Path(p) for p in paths]
     catalog = catalog_for(igs)
@@ -103,7 +104,11 @@ def validate_paths(
     ]
     if paths and all(ndjson_only(p) for p in paths):
         issues, checked = _validate_stream(
-            paths, catalog, Validator(catalog, profiles, extension_domains), progress, rules
+            paths,
+            catalog,
+            Validator(catalog, profiles, extension_domains, example_urls),
+            progress,
+            rules,
         )
     else:
         documents: list[Document] = []
@@ -112,7 +117,7 @@ def validate_paths(
             for item in read_documents(path):
                 (issues if isinstance(item, Issue) else documents).append(item)
         found, checked = validate_documents(
-            documents, catalog, profiles, progress, rules, extension_domains
+            documents, catalog, profiles, progress, rules, extension_domains, example_urls
         )
         issues += found
     if checked == 0:
@@ -197,10 +202,11 @@ def validate_documents(
     progress: Callable[[int], None] | None = None,
     rules: Sequence[Callable[[], ResourceRule]] = RULES,
     extension_domains: Iterable[str] = (),
+    example_urls: bool = True,
 ) -> tuple[list[Issue], int]:
     """Validate documents held in memory as one set; returns the issues and how many resources
     were checked."""
-    validator = Validator(catalog, profiles, extension_domains)
+    validator = Validator(catalog, profiles, extension_domains, example_urls)
     items = list(_checked(documents))
     # a reference resolves by Type/id or, inside a Bundle, by the fullUrl of an entry
     resolver = Resolver({name: c.resource for c in items for name in c.names()})
@@ -472,40 +478,69 @@ def _restful_mismatch(full_url: str, entry: dict[str, Any]) -> str | None:
 def _unresolved(
     document: Document, entries: list[dict[str, Any]], severity: str = "error"
 ) -> list[Issue]:
-    """References of the entries' resources to nothing in the Bundle (by fullUrl or Type/id)."""
-    targets = {e["fullUrl"] for e in entries if isinstance(e.get("fullUrl"), str)}
-    for entry in entries:
-        resource = entry.get("resource")
-        if isinstance(resource, dict) and "id" in resource and (name := label(resource)):
-            targets.add(name)
+    """References of the entries' resources to nothing in the Bundle (by fullUrl or Type/id), or
+    to more than one entry (the same fullUrl in several versions, read without a version)."""
+    index = _Targets(entries)
     issues = []
     for i, entry in enumerate(entries):
         resource = entry.get("resource")
         if not isinstance(resource, dict):
             continue
         quick = _quick_references(resource)
-        if quick is not None and all(_resolves(ref, targets) for ref in quick):
+        if quick is not None and all(index.plain(ref) for ref in quick):
             continue
         prefix = f"Bundle.entry[{i}].resource/*{label(resource)}*/"
         for ref, where in _references(resource, ""):
-            if not _resolves(ref, targets):
-                issues.append(
-                    Issue(
-                        severity,  # type: ignore[arg-type]
-                        "not-found",
-                        f"refers to {ref}, which is not in the Bundle",
-                        prefix + where,
-                        f"{BUNDLE_RULES}#reference-resolves",
-                        label(resource),
-                        document.source,
-                        _entry_line(document, i),
-                    )
+            found = 1 if ref.startswith("#") else index.count(ref)
+            if found == 1:
+                continue
+            message = (
+                f"refers to {ref}, which is not in the Bundle"
+                if found == 0
+                else f"refers to {ref}, which {found} entries of the Bundle match (give the version)"
+            )
+            issues.append(
+                Issue(
+                    severity,  # type: ignore[arg-type]
+                    "not-found",
+                    message,
+                    prefix + where,
+                    f"{BUNDLE_RULES}#reference-resolves",
+                    label(resource),
+                    document.source,
+                    _entry_line(document, i),
                 )
+            )
     return issues
 
 
-def _resolves(reference: str, targets: set[str]) -> bool:
-    return reference.startswith("#") or reference in targets or reference_key(reference) in targets
+class _Targets:
+    """A Bundle's entries by the names a reference finds them by: fullUrl, or Type/id."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.by_name: dict[str, list[tuple[int, Any]]] = {}
+        for i, entry in enumerate(entries):
+            resource = entry.get("resource")
+            version = _version(resource)
+            names = {entry["fullUrl"]} if isinstance(entry.get("fullUrl"), str) else set()
+            if isinstance(resource, dict) and "id" in resource and (name := label(resource)):
+                names.add(name)
+            for name in names:
+                self.by_name.setdefault(name, []).append((i, version))
+
+    def plain(self, reference: str) -> bool:
+        """Whether ``reference`` names exactly one entry, without a version (the fast path)."""
+        if reference.startswith("#"):
+            return True
+        found = self.by_name.get(reference) or self.by_name.get(reference_key(reference))
+        return found is not None and len(found) == 1 and "/_history/" not in reference
+
+    def count(self, reference: str) -> int:
+        """How many entries ``reference`` (absolute, relative, versioned) matches."""
+        base, _, version = reference.partition("/_history/")
+        found = self.by_name.get(base) or self.by_name.get(reference_key(base)) or []
+        entries = {i for i, v in found if not version or str(v) == version}
+        return len(entries)
 
 
 def _quick_references(resource: dict[str, Any]) -> list[str] | None:

@@ -219,7 +219,11 @@ def expected_at(definitions: Definitions, slice_id: str, steps: list[str]) -> Ex
         if fixed is not None:
             return Expected(element, fixed[0], fixed[1])
     if holder is None:
-        return Expected(element)
+        return (
+            Expected(element)
+            if element is not None
+            else _through_slices(definitions, slice_id, steps)
+        )
     value = holder[0]
     for step in steps[below:]:
         if step.startswith("extension("):
@@ -228,6 +232,26 @@ def expected_at(definitions: Definitions, slice_id: str, steps: list[str]) -> Ex
         if value is None:
             return Expected(element)
     return Expected(element, value, holder[1])
+
+
+def _through_slices(definitions: Definitions, slice_id: str, steps: list[str]) -> Expected:
+    """A discriminator path that crosses a sliced element (bp's ``code.coding.code``, with the
+    code fixed in the required slice ``code.coding:SBPCode``): the value the required slices fix
+    there, when they agree on one."""
+    element_id = slice_id
+    for depth, step in enumerate(steps[:-1], start=1):
+        found = _child(definitions, element_id, step)
+        element_id = found[0] if found else f"{element_id}.{step}"
+        values = []
+        for name in definitions.slices(element_id):
+            sliced = f"{element_id}:{name}"
+            if ((definitions.get(sliced) or {}).get("min") or 0) >= 1:
+                expected = expected_at(definitions, sliced, steps[depth:])
+                if expected.fixed is not None:
+                    values.append((expected.fixed, expected.exact))
+        if values and all(v == values[0] for v in values):
+            return Expected(None, values[0][0], values[0][1])
+    return Expected(None)
 
 
 def _child(

@@ -111,6 +111,7 @@ def ours(folder: Path, case: dict[str, Any]) -> Ours:
         [Document(case["file"], 1, value)],
         catalog_for_case(folder, case),
         extension_domains=domains,
+        example_urls=case.get("examples", True),
     )
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     return Ours(

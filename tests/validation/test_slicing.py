@@ -14,7 +14,8 @@ from fhir_admsc.validation.catalog import project_catalog
 from fhir_admsc.validation.run import validate_documents
 
 BASE = "https://profiles.example.net/StructureDefinition/"
-LOINC = "http://loinc.org"
+# Not LOINC: its blood pressure codes make R4 require its own bp profile (test_r4_core.py).
+CODES = "http://example.net/observation-codes"
 
 
 def _profile(name: str, elements: list[dict[str, Any]], kind: str = "Observation") -> dict:
@@ -33,7 +34,7 @@ def _profile(name: str, elements: list[dict[str, Any]], kind: str = "Observation
 
 
 def _code(code: str) -> dict[str, Any]:
-    return {"coding": [{"system": LOINC, "code": code}]}
+    return {"coding": [{"system": CODES, "code": code}]}
 
 
 BP = _profile(
