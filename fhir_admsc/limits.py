@@ -55,7 +55,6 @@ CSV_ROWS = Limit("FHIR_ADMSC_MAX_CSV_ROWS", 10_000_000, "rows for one table")
 _DEPTH_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
 # Python reads NaN, Infinity and numbers beyond the float range (1e999) that JSON cannot carry and
 # nothing can send on: text with none of these is spared the walk that finds them.
-_NOT_FINITE = re.compile(r"NaN|Infinity|[0-9][eE][+-]?[0-9]{3}")
 
 
 def read_text(path: Path) -> str:
@@ -94,7 +93,10 @@ def loads(text: str | bytes, source: str, line: int = 1) -> Any:
             raise json.JSONDecodeError(f"not UTF-8 (byte {e.start})", before, len(before)) from None
     limit = JSON_DEPTH.value()
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_float=_finite_number, parse_constant=_not_finite)
+    except _NotFinite:
+        problem = "holds NaN or an infinite number, which JSON cannot carry"
+        raise InvalidDataError([Problem(source, problem, line)]) from None
     except RecursionError:
         value = None  # deeper than the parser's own stack allows: located below
     except json.JSONDecodeError:
@@ -104,9 +106,6 @@ def loads(text: str | bytes, source: str, line: int = 1) -> Any:
         problem = f"holds a number too long to read (more than {digits} digits)"
         raise InvalidDataError([Problem(source, problem, line)]) from None
     else:
-        if _NOT_FINITE.search(text) and not _finite(value):
-            problem = "holds NaN or an infinite number, which JSON cannot carry"
-            raise InvalidDataError([Problem(source, problem, line)])
         # A document with fewer brackets than the limit cannot nest deeper: most need no walk.
         if text.count("{") + text.count("[") <= limit or _depth(value) <= limit:
             return value
@@ -114,16 +113,21 @@ def loads(text: str | bytes, source: str, line: int = 1) -> Any:
     raise InvalidDataError([Problem(source, JSON_DEPTH.exceeded("nests deeper than"), where)])
 
 
-def _finite(value: Any) -> bool:
-    """Whether every number in ``value`` is finite (walked without recursion)."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return False
-        if isinstance(item, dict | list):
-            pending.extend(item.values() if isinstance(item, dict) else item)
-    return True
+class _NotFinite(ValueError):
+    """A number JSON cannot carry: NaN, Infinity, or one too large for a float (1e999)."""
+
+
+def _finite_number(text: str) -> float:
+    """A JSON number with a fraction or exponent, as json reads it; refused when not finite (the
+    parser's own hook: no second walk over the document)."""
+    value = float(text)
+    if math.isinf(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _not_finite(text: str) -> float:
+    raise _NotFinite(text)
 
 
 def _depth(value: Any) -> int:

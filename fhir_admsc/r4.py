@@ -135,6 +135,17 @@ def is_primitive_type(name: str) -> bool:
 
 
 @cache
+def choice_names() -> frozenset[str]:
+    """The names of every R4 choice element, without ``[x]`` (``value``, ``effective``)."""
+    return frozenset(
+        e.path.rsplit(".", 1)[1][:-3]
+        for kind in _data()["types"]
+        for e in base_elements(kind)
+        if e.path.endswith("[x]")
+    )
+
+
+@cache
 def resource_types() -> frozenset[str]:
     """Return the names of all concrete R4 resource types."""
     return frozenset(name for name in _data()["types"] if is_resource_type(name))

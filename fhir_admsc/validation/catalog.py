@@ -166,7 +166,7 @@ def _expand(
                 found = {(system, c["code"]) for c in include["concept"]}
             elif system and include.get("filter"):
                 cs = catalog.code_systems.get(system)
-                matched = _filtered(cs, include["filter"]) if cs else None
+                matched = _filtered(catalog, cs, include["filter"]) if cs else None
                 if matched is None:
                     return _expansion_contains(vs)
                 found = {(system, c) for c in matched}
@@ -249,13 +249,15 @@ class _Hierarchy:
         return found
 
 
-def _filtered(cs: dict[str, Any], filters: list[dict[str, Any]]) -> set[str] | None:
+def _filtered(
+    catalog: Catalog, cs: dict[str, Any], filters: list[dict[str, Any]]
+) -> set[str] | None:
     """The codes of a complete CodeSystem that every filter of an include selects (is-a,
     descendent-of, is-not-a, generalizes, =, in, not-in, regex, exists), or None when a filter
     cannot be applied offline."""
     if cs.get("content") != "complete":
         return None
-    tree = _Hierarchy(cs)
+    tree: _Hierarchy = catalog.derived("hierarchy", cs, lambda: _Hierarchy(cs))
     selected = set(tree.codes)
     for f in filters:
         prop, op, value = f.get("property"), f.get("op"), f.get("value")

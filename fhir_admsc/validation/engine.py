@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from fhir_admsc import r4
@@ -21,7 +21,7 @@ from fhir_admsc.validation import slicing, vital_signs
 from fhir_admsc.validation.catalog import Catalog
 from fhir_admsc.validation.definitions import choice_step, definition_issues, step_type
 from fhir_admsc.validation.fhirpath import Evaluation, FhirPathError, Resolver, holds
-from fhir_admsc.validation.issues import Issue
+from fhir_admsc.validation.issues import Issue, at_least
 
 R4 = "fhir:R4"
 MAX_STRING = 1024 * 1024  # bytes of UTF-8 in a string (R4 datatypes: "SHALL NOT exceed 1MB")
@@ -144,6 +144,10 @@ class Validator:
         self._targets: dict[tuple[str, ...], Any] = {}  # see _target_types
         # whether a resource conforms to a profile, by identity (kept with the resource)
         self._conformance: dict[tuple[int, str], tuple[Any, bool]] = {}
+        # extensions whose definition was applied, by identity (the value is kept with it)
+        self._applied: dict[tuple[int, str], Any] = {}
+        # what applying a profile to a resource found, when a conformance check did it in full
+        self._met: dict[tuple[int, str], tuple[Any, tuple[Issue, ...]]] = {}
 
     def _slice_urls(self, sd: dict[str, Any]) -> dict[str, str]:
         return self.catalog.derived("slice urls", sd, lambda: _slice_urls(sd))
@@ -186,8 +190,28 @@ class Validator:
             ctx.add("information", "informational", implied[1], kind, implied[0])
             urls.append(implied[0])
         for url in urls:
-            self._profile(ctx, url, [Node(whole, kind)], kind)
+            self._claimed_profile(ctx, url, whole, root)
         return ctx.issues
+
+    def _claimed_profile(
+        self, ctx: Context, url: str, whole: dict[str, Any], root: dict[str, Any] | None
+    ) -> None:
+        """Apply a profile to a resource; what a conformance check of the same resource found
+        (a slice's or a reference's target, checked in full when it conformed) is reused, and a
+        profile met is remembered for the conformance checks still to come."""
+        kind = whole["resourceType"]
+        key = (id(whole), url)
+        if root is not None or whole is not ctx.resource:
+            self._profile(ctx, url, [Node(whole, kind)], kind)
+            return
+        found = self._met.get(key)
+        if found is not None and found[0] is whole:
+            ctx.issues.extend(found[1])
+            return
+        before = len(ctx.issues)
+        self._profile(ctx, url, [Node(whole, kind)], kind)
+        if not at_least(ctx.issues[before:], "error"):
+            self._remember(self._conformance, key, (whole, True))
 
     # -- the R4 base: walk every element with its definition ----------------------------------
 
@@ -548,7 +572,10 @@ class Validator:
             )
             return
         parent = sd.get("baseDefinition", "")
-        if parent and not self.catalog.is_base_definition(parent):
+        inherits = bool(parent) and not self.catalog.is_base_definition(parent)
+        # Reports read base first; a yes-or-no check starts with what the profile itself adds,
+        # where the values that tell profiles apart (a fixed code, say) are.
+        if inherits and not ctx.fail_fast:
             self._profile(ctx, parent, roots, type_name)
         # A differential says what the profile adds; a snapshot-only profile is applied whole.
         view = sd.get("differential") or sd.get("snapshot")
@@ -583,8 +610,14 @@ class Validator:
                 )
             return selected[path]
 
+        before = len(ctx.issues)
         for element in view.get("element", []):
             self._profile_element(ctx, sd, element, roots, select, member)
+        if inherits and ctx.fail_fast:
+            middle = len(ctx.issues)
+            self._profile(ctx, parent, roots, type_name)
+            # the findings in the order a report gives them: the base's first
+            ctx.issues[before:] = ctx.issues[middle:] + ctx.issues[before:middle]
 
     def _definitions(self, sd: dict[str, Any]) -> slicing.Definitions:
         """The elements of ``sd`` and of the profiles it derives from, by id."""
@@ -689,10 +722,12 @@ class Validator:
         select: Callable[[tuple[str, ...]], list[Node]],
         member: Member,
     ) -> None:
+        unsupported = self.catalog.derived("unsupported", element, lambda: _unsupported(element))
+        if unsupported is None:
+            return  # documentation only (a short, a mustSupport): nothing to check
         url = sd["url"]
         element_id = element.get("id") or element["path"]
         rule = f"{url}#{element_id}"
-        unsupported = self.catalog.derived("unsupported", element, lambda: _unsupported(element))
         if unsupported:
             ctx.add(
                 "error",
@@ -777,8 +812,8 @@ class Validator:
         if key in self._conforming:
             return True
         self._conforming.add(key)
+        scratch = Context(value, ctx.evaluation, fail_fast=True)
         try:
-            scratch = Context(value, ctx.evaluation, fail_fast=True)
             kind = value["resourceType"]
             self._profile(scratch, url, [Node(value, kind)], kind)
             answer = True
@@ -786,10 +821,17 @@ class Validator:
             answer = False
         finally:
             self._conforming.discard(key)
-        if len(self._conformance) >= SEEN_LIMIT:
-            self._conformance.clear()
-        self._conformance[key] = (value, answer)  # the value is kept, so its id is not reused
+        if answer and ctx.evaluation.root is None:  # checked in full: its findings are complete
+            self._remember(self._met, key, (value, tuple(scratch.issues)))
+        # the value is kept, so its id is not reused
+        self._remember(self._conformance, key, (value, answer))
         return answer
+
+    @staticmethod
+    def _remember(table: dict[Any, Any], key: Any, value: Any) -> None:
+        if len(table) >= SEEN_LIMIT:
+            table.clear()
+        table[key] = value
 
     def _slicing_rules(
         self,
@@ -1029,8 +1071,13 @@ class Validator:
                     )
                 continue
             contexts = sd.get("context", [])
-            host = _host(resource, node.location)
-            if contexts and host and not any(_context_allows(c, host) for c in contexts):
+            named = self.catalog.derived("contexts", sd, partial(_element_contexts, contexts))
+            host = None if named is None else _host(resource, node.location)
+            if (
+                host
+                and not host.names & named
+                and not any(_context_allows(c, host) for c in contexts)
+            ):
                 allowed = ", ".join(c.get("expression", "") for c in contexts)
                 ctx.add(
                     "error",
@@ -1046,6 +1093,12 @@ class Validator:
         """Apply an extension's definition; equal extensions give equal findings, so they are
         remembered (every exported resource carries the same study link), unless the value holds
         a reference whose target only the resources around it tell (``#id``, ``urn:``)."""
+        key = (id(node.value), url)
+        done = self._applied.get(key)
+        if done is not None and done is node.value:
+            return  # applied already, by the profile that slices it: reported once
+        if not ctx.fail_fast:  # a yes-or-no check keeps no findings
+            self._remember(self._applied, key, node.value)
         text = _KEY.encode(node.value)
         if '"#' in text or '"urn:' in text or not self._context_free(url):
             self._profile(ctx, url, [node], "Extension")
@@ -1198,9 +1251,11 @@ class _Host:
 
 def _host(resource: dict[str, Any], location: str) -> _Host | None:
     """The host of the extension at ``location``; None where the R4 definitions do not say."""
+    kind = resource.get("resourceType", "")
+    if location.count(".") == 1:  # on the resource itself
+        return _Host(kind, frozenset({kind}), r4.is_resource_type(kind), None)
     steps = [s.split("[", 1)[0] for s in location.split(".")[1:-1]]
     value: Any = resource
-    kind = resource.get("resourceType", "")
     path, root, type_code = kind, kind, kind
     for step, raw in zip(steps, location.split(".")[1:-1], strict=True):
         found = step_type(root, step)
@@ -1230,6 +1285,15 @@ def _at(value: Any, step: str) -> Any:
         i = int(index.rstrip("]"))
         return found[i] if i < len(found) else None
     return found
+
+
+def _element_contexts(contexts: list[dict[str, Any]]) -> frozenset[str] | None:
+    """The element contexts an extension names, by which a host's names are told at once; None
+    when it has none or allows every element."""
+    names = frozenset(
+        c.get("expression", "") for c in contexts if c.get("type", "element") == "element"
+    )
+    return None if not contexts or "Element" in names else names
 
 
 def _context_allows(context: dict[str, Any], host: _Host) -> bool:
@@ -1304,8 +1368,11 @@ def _value_rules(element: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in element.items() if k.startswith(VALUE_RULES)]
 
 
-def _unsupported(element: dict[str, Any]) -> list[str]:
-    """The properties of a profile element this validator cannot check."""
+def _unsupported(element: dict[str, Any]) -> list[str] | None:
+    """The properties of a profile element this validator cannot check; None when the element
+    says nothing a validator checks."""
+    if not set(element) - DOCUMENTATION - {"sliceName"}:
+        return None
     return sorted(
         set(element) - DOCUMENTATION - SUPPORTED - {k for k in element if k.startswith(VALUE_RULES)}
     )
@@ -1383,6 +1450,7 @@ def _select(
         name, _, slice_name = part.partition(":")
         under = "_" + name
         found: list[Node] = []
+        step: str | None = None  # how the location names the element (see _choice_label)
         for node in nodes:
             if not isinstance(node.value, dict):
                 continue
@@ -1398,8 +1466,8 @@ def _select(
                         where = f"{node.location}.{prefix}.ofType({code})"
                         found.extend(_as_nodes(value, where, code, bare))
             elif name in node.value:
-                path = ".".join([type_name, *(p.partition(":")[0] for p in parts[: depth + 1])])
-                step = choice_step(path) or name
+                if step is None:
+                    step = _choice_label(type_name, parts, depth, name)
                 found.extend(_as_nodes(node.value[name], f"{node.location}.{step}"))
             elif under in node.value:  # a primitive with extensions and no value
                 found.extend(_as_nodes(node.value[under], f"{node.location}.{name}", bare=True))
@@ -1427,6 +1495,22 @@ def _as_nodes(
     if isinstance(value, list):
         return [Node(v, f"{location}[{i}]", type_code, bare) for i, v in enumerate(value)]
     return [Node(value, location, type_code, bare)]
+
+
+@cache
+def _maybe_choice(name: str) -> bool:
+    """Whether an element name begins with the name of an R4 choice element and a capital
+    letter (``valueQuantity``), so that it may name one type of that choice."""
+    return any(name[i].isupper() and name[:i] in r4.choice_names() for i in range(1, len(name)))
+
+
+def _choice_label(type_name: str, parts: list[str], depth: int, name: str) -> str:
+    """``value.ofType(Quantity)`` where a profile names one type of a choice (``valueQuantity``),
+    else the element's name."""
+    if not _maybe_choice(name):
+        return name  # no choice element's name followed by a type
+    path = ".".join([type_name, *(p.partition(":")[0] for p in parts[: depth + 1])])
+    return choice_step(path) or name
 
 
 def _step_name(part: str) -> str:
@@ -1486,15 +1570,18 @@ def _codes_in(value: Any, codes: frozenset[tuple[str, str]], type_code: str | No
 
 
 def _matches_pattern(value: Any, pattern: Any) -> bool:
+    if value == pattern:
+        return True  # equal values match, whatever the pattern's shape
     if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(
-            k in value and _matches_pattern(value[k], v) for k, v in pattern.items()
-        )
-    if isinstance(pattern, list):
-        return isinstance(value, list) and all(
-            any(_matches_pattern(item, p) for item in value) for p in pattern
-        )
-    return value == pattern
+        if not isinstance(value, dict):
+            return False
+        for key, part in pattern.items():
+            if key not in value or not _matches_pattern(value[key], part):
+                return False
+        return True
+    if isinstance(pattern, list) and isinstance(value, list):
+        return all(any(_matches_pattern(item, part) for item in value) for part in pattern)
+    return False
 
 
 def _compare(value: Any) -> Any:

@@ -173,11 +173,27 @@ def _obs_6(node: Any, _: dict[str, Any]) -> bool | None:
 
 
 def _obs_7(node: Any, _: dict[str, Any]) -> bool | None:
+    """obs-7: with a value, no component's code shares a Coding (all of it) with the code. The
+    invariant sits on the Observation, so %resource is the node itself."""
     if not isinstance(node, dict):
         return None
     if not _choice(node, "value") or not _present(node.get("component")):
         return True
-    return None
+    if node.get("resourceType") != "Observation":
+        return None
+    code = node.get("code")
+    own = _items(code.get("coding")) if isinstance(code, dict) else []
+    components = _items(node.get("component"))
+    if not all(isinstance(c, dict) for c in [*own, *components]):
+        return None
+    for component in components:
+        inner = component.get("code")
+        codings = _items(inner.get("coding")) if isinstance(inner, dict) else []
+        if not all(isinstance(c, dict) for c in codings):
+            return None
+        if any(c in own for c in codings):
+            return False
+    return True
 
 
 def _qty_3(node: Any, _: dict[str, Any]) -> bool | None:

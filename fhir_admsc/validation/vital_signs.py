@@ -102,20 +102,34 @@ KINDS: tuple[tuple[str, str, str, frozenset[str]], ...] = tuple(
 )
 
 
+# (system, code) -> the rank of its kind in KINDS: the lowest rank among an Observation's codes wins
+_RANK = {
+    (system, code): rank
+    for rank, (_, _, system, codes) in reversed(list(enumerate(KINDS)))
+    for code in codes
+}
+
+
 def required_profile(observation: dict[str, Any]) -> tuple[str, str] | None:
     """(profile URL, why) for an Observation whose code makes it a vital sign, else None."""
     code = observation.get("code")
     codings = code.get("coding") if isinstance(code, dict) else None
     if not isinstance(codings, list):
         return None
-    pairs = [(c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)]
-    for profile, name, system, codes in KINDS:
-        for coding_system, value in pairs:
-            if coding_system == system and value in codes:
-                label = "LOINC" if system == LOINC else "SNOMED CT"
-                return (
-                    PROFILE_BASE + profile,
-                    f"the {label} code {value} makes it a {name} observation, which R4 "
-                    f"requires to conform to {PROFILE_BASE + profile}",
-                )
-    return None
+    found = [
+        (rank, c["code"])
+        for c in codings
+        if isinstance(c, dict)
+        and isinstance(c.get("code"), str)
+        and (rank := _RANK.get((c.get("system"), c["code"]))) is not None
+    ]
+    if not found:
+        return None
+    rank, value = min(found)
+    profile, name, system, _ = KINDS[rank]
+    label = "LOINC" if system == LOINC else "SNOMED CT"
+    return (
+        PROFILE_BASE + profile,
+        f"the {label} code {value} makes it a {name} observation, which R4 requires to conform "
+        f"to {PROFILE_BASE + profile}",
+    )

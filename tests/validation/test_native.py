@@ -99,3 +99,34 @@ def test_native_answers_equal_fhirpath_answers(evaluations: list[Evaluation]) ->
     for d in disagreements:
         shown.setdefault(d[0], d)
     assert disagreements == [], list(shown.values())
+
+
+OBS_7 = (
+    "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists())"
+    ".empty()"
+)
+
+
+@pytest.mark.parametrize(
+    "component_coding",
+    [
+        {"system": "http://loinc.org", "code": "85354-9"},  # the Observation's own coding
+        {"system": "http://loinc.org", "code": "8480-6"},
+        {"system": "http://loinc.org", "code": "85354-9", "display": "BP"},  # not the same Coding
+        {"code": "85354-9"},
+    ],
+)
+def test_obs_7_answers_as_fhirpath_with_a_value_and_components(component_coding) -> None:
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "valueString": "x",
+        "component": [
+            {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "1"}]}},
+            {"code": {"coding": [component_coding]}},
+        ],
+    }
+    answer = native(OBS_7)(observation, observation)
+    assert answer is not None
+    assert answer == evaluate(OBS_7, observation, observation, "Observation")

@@ -232,3 +232,63 @@ def test_example_urls_are_refused_on_request(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["validate", str(path)]).exit_code == 0
     refused = runner.invoke(cli, ["validate", "--no-example-urls", str(path)])
     assert refused.exit_code == 1 and "Patient.photo[0].url" in refused.output
+
+
+def _layered() -> list[dict[str, Any]]:
+    def profile(name: str, base: str, element: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "resourceType": "StructureDefinition",
+            "url": f"http://example.org/fhir/StructureDefinition/{name}",
+            "name": name,
+            "status": "draft",
+            "kind": "resource",
+            "abstract": False,
+            "type": "Patient",
+            "baseDefinition": base,
+            "derivation": "constraint",
+            "differential": {"element": [element]},
+        }
+
+    def extensible(path: str, value_set: str) -> dict[str, Any]:
+        binding = {
+            "strength": "extensible",
+            "valueSet": f"http://hl7.org/fhir/ValueSet/{value_set}",
+        }
+        return {"id": path, "path": path, "binding": binding}
+
+    a = profile("a", SD + "Patient", extensible("Patient.maritalStatus", "marital-status"))
+    b = profile("b", a["url"], extensible("Patient.communication.language", "marital-status"))
+    return [a, b]
+
+
+def test_a_profile_checked_for_conformance_first_reports_as_when_checked_alone() -> None:
+    from fhir_admsc.validation.engine import Validator
+
+    a, b = _layered()
+    catalog = project_catalog().extended([a, b])
+    local = {"coding": [{"system": "http://example.net/local", "code": "x"}]}
+    patient = _patient(
+        meta={"profile": [b["url"]]}, maritalStatus=local, communication=[{"language": local}]
+    )
+    alone = Validator(catalog).validate(patient)
+    profiled = [i.rule.split("#")[0] for i in alone if i.rule.startswith("http://example.org")]
+    assert profiled == [a["url"], b["url"]]
+    checked_first = Validator(catalog)
+    from fhir_admsc.validation.engine import Context
+
+    assert checked_first._conforms(Context(patient), patient, b["url"])
+    assert checked_first.validate(patient) == alone
+
+
+def test_an_extension_a_profile_slices_is_judged_by_its_definition_once() -> None:
+    from tests.validation.corpus import demo_resources
+
+    visit = next(r for r in demo_resources() if r["resourceType"] == "Encounter")
+    url = SD + "workflow-researchStudy"
+    assert [e["url"] for e in visit["extension"]].count(url) == 1
+    broken = copy.deepcopy(visit)
+    broken["extension"] = [{"url": url, "valueString": "not a reference"}]
+    issues, _ = validate_documents([Document("t.json", 1, broken)], project_catalog())
+    rules = sorted(i.rule.split("#")[0] for i in issues if i.location.endswith("ofType(string)"))
+    # R4's definition of the extension once, and the slice of the project's profile
+    assert rules == [url, "https://fhir-admsc.org/fhir/StructureDefinition/admsc-visit"], rules
