@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from requests.auth import HTTPBasicAuth
 
 from fhir_admsc.client import ANSWERED, BearerToken, FhirClient
+from fhir_admsc.defaults import DEFAULT_SCOPES
 from fhir_admsc.errors import ConfigurationError, ServerError, file_access
 
 log = logging.getLogger(__name__)
 
 # What a client asks the token endpoint for unless told otherwise.
-DEFAULT_SCOPES = "system/*.read system/*.write"
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EARLY = 30  # seconds before expiry at which a cached token is renewed

@@ -12,11 +12,7 @@ import click
 from click.core import ParameterSource
 
 from fhir_admsc.__version__ import __version__
-from fhir_admsc.auth import DEFAULT_SCOPES, connect
-from fhir_admsc.bulk import bulk_pull_study
-from fhir_admsc.client import RetryPolicy
-from fhir_admsc.conformance import load_resources, npm_package
-from fhir_admsc.contract import DEFAULT_STUDY_ID, PAGE, write_template
+from fhir_admsc.defaults import DEFAULT_SCOPES, DEFAULT_STUDY_ID, RETRY_ATTEMPTS, RETRY_MAX_WAIT
 from fhir_admsc.errors import (
     ConfigurationError,
     ExitCode,
@@ -24,21 +20,11 @@ from fhir_admsc.errors import (
     InvalidDataError,
     rename_settings,
 )
-from fhir_admsc.export import export_bundle, export_ndjson, write_resources
-from fhir_admsc.inputs import Source, read_fhir
-from fhir_admsc.journal import Journal, PushResult
-from fhir_admsc.mappings import study_from_fhir
 from fhir_admsc.output import write_atomic
-from fhir_admsc.plots import render_html
-from fhir_admsc.pull import pull_study
-from fhir_admsc.push import push_all
-from fhir_admsc.report import analyse, render_json, render_markdown, render_text
-from fhir_admsc.synth import write_synthetic_study
 from fhir_admsc.terminal import Progress, configure_logging
 from fhir_admsc.terminology import VISIT_ORDER
 from fhir_admsc.validation import reports
 from fhir_admsc.validation.issues import at_least
-from fhir_admsc.validation.run import validate_paths
 
 FORMATS = ["transaction", "collection", "ndjson"]
 
@@ -220,6 +206,8 @@ def _summary(text: str) -> None:
 )
 def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) -> None:
     """Map a study folder to FHIR R4 resources."""
+    from fhir_admsc.export import export_bundle, export_ndjson
+
     if demo == (study_dir is not None):
         raise ConfigurationError("give either STUDY_DIR or --demo (one of them)")
     if fmt == "ndjson" and output is None:
@@ -301,6 +289,8 @@ def validate(
     output: Path | None,
 ) -> None:
     """Validate resources, Bundles or NDJSON against the project's profiles and FHIR R4, offline."""
+    from fhir_admsc.validation.run import validate_paths
+
     with Progress("validating") as progress:
         issues, checked = validate_paths(
             paths,
@@ -345,6 +335,8 @@ def profiles() -> None:
 )
 def profiles_package(output: Path) -> None:
     """Write the profiles as a FHIR NPM package that the HL7 validator, HAPI or SUSHI can load."""
+    from fhir_admsc.conformance import load_resources, npm_package
+
     resources = load_resources()
     write_atomic(output, npm_package(resources))
     _summary(f"wrote {len(resources)} conformance resources to {output}")
@@ -354,6 +346,8 @@ def profiles_package(output: Path) -> None:
 @output_options
 def profiles_list() -> None:
     """List the conformance resources: type, canonical URL and title."""
+    from fhir_admsc.conformance import load_resources
+
     for resource in load_resources():
         click.echo(
             f"{resource['resourceType']}\t{resource.get('url', '')}\t{resource.get('title', '')}"
@@ -472,7 +466,7 @@ def server_options(command=None, *, required: bool = True):
 @click.option(
     "--retries",
     type=click.IntRange(0, 100),
-    default=RetryPolicy.attempts - 1,
+    default=RETRY_ATTEMPTS - 1,
     show_default=True,
     help="Tries after the first of a request that failed for a reason that can pass "
     "(429, 5xx, time-out, dropped connection).",
@@ -480,7 +474,7 @@ def server_options(command=None, *, required: bool = True):
 @click.option(
     "--retry-wait",
     type=click.FloatRange(0),
-    default=RetryPolicy.max_wait,
+    default=RETRY_MAX_WAIT,
     show_default=True,
     help="The longest wait in seconds before a retry, Retry-After included.",
 )
@@ -498,6 +492,12 @@ def push(
 ) -> None:
     """Upsert a Bundle, an NDJSON folder or a study folder into a FHIR server; re-pushing the
     same data changes nothing."""
+    from fhir_admsc.auth import connect
+    from fhir_admsc.client import RetryPolicy
+    from fhir_admsc.inputs import Source
+    from fhir_admsc.journal import Journal, PushResult
+    from fhir_admsc.push import push_all
+
     if resume and report is None:
         raise ConfigurationError("--resume needs --report: the report of the run to continue")
     if resume and dry_run:
@@ -586,6 +586,11 @@ def pull(
     **server: Any,
 ) -> None:
     """Pull a study back from a FHIR server."""
+    from fhir_admsc.auth import connect
+    from fhir_admsc.bulk import bulk_pull_study
+    from fhir_admsc.export import write_resources
+    from fhir_admsc.pull import pull_study
+
     if group and not bulk:
         raise ConfigurationError("--group needs --bulk")
     client = connect(**server)
@@ -654,6 +659,13 @@ def report(
 ) -> None:
     """Recompute the study's outcome table from FHIR data: a Bundle, an NDJSON folder, a study
     folder (exported to FHIR first), or a server (--server with --study)."""
+    from fhir_admsc.auth import connect
+    from fhir_admsc.inputs import read_fhir
+    from fhir_admsc.mappings import study_from_fhir
+    from fhir_admsc.plots import render_html
+    from fhir_admsc.pull import pull_study
+    from fhir_admsc.report import analyse, render_json, render_markdown, render_text
+
     from_environment = (
         click.get_current_context().get_parameter_source("base_url") == ParameterSource.ENVIRONMENT
     )
@@ -724,6 +736,8 @@ def study_folder_output(command):
 @study_folder_output
 def synth(participants: int, seed: int, study_id: str | None, output: Path, force: bool) -> None:
     """Write a synthetic study folder of invented participants, of any size, for tests and demos."""
+    from fhir_admsc.synth import write_synthetic_study
+
     with Progress("synth", participants, unit="participants") as progress:
         info = write_synthetic_study(
             output, participants, seed, study_id, force, progress if progress.active else None
@@ -743,6 +757,8 @@ def synth(participants: int, seed: int, study_id: str | None, output: Path, forc
 def template(output: Path, study_id: str, force: bool) -> None:
     """Write an empty study folder to fill in: study.json with placeholders to replace and every
     table with its header row."""
+    from fhir_admsc.contract import PAGE, write_template
+
     files = write_template(output, study_id, force)
     _summary(
         f"wrote an empty study folder to {output} (study.json and {len(files) - 1} tables); "

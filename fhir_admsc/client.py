@@ -22,6 +22,7 @@ import requests
 
 from fhir_admsc import limits
 from fhir_admsc.__version__ import __version__
+from fhir_admsc.defaults import RETRY_ATTEMPTS, RETRY_MAX_WAIT
 from fhir_admsc.errors import (
     ConfigurationError,
     ExitCode,
@@ -78,9 +79,9 @@ def outcome_text(body: Any) -> str:
 class RetryPolicy:
     """When and how long to wait before trying a request again."""
 
-    attempts: int = 5  # tries in all, the first included
+    attempts: int = RETRY_ATTEMPTS  # tries in all, the first included
     backoff: float = 0.5  # seconds before the first retry, doubled each time
-    max_wait: float = 30.0  # the longest single wait, Retry-After included
+    max_wait: float = RETRY_MAX_WAIT  # the longest single wait, Retry-After included
     max_total_wait: float = 120.0  # give up once the waits would add up to more
 
     def delay(self, attempt: int, response: requests.Response | None) -> float:

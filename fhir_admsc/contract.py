@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from fhir_admsc import study
 from fhir_admsc import terminology as term
+from fhir_admsc.defaults import DEFAULT_STUDY_ID
 from fhir_admsc.errors import ConfigurationError
 from fhir_admsc.output import refuse_non_empty_folder, write_atomic, write_files
 from fhir_admsc.study import INJECTION_COLUMNS, STUDY_FILE, TABLES, Arm, StudyInfo
@@ -28,7 +29,6 @@ from fhir_admsc.tables import CsvText, study_info_json
 # The contract page, relative to the root of the source tree.
 PAGE = "docs/study-data.md"
 
-DEFAULT_STUDY_ID = "REPLACE-ME"
 
 _MODELS: dict[str, type[BaseModel]] = {STUDY_FILE: StudyInfo} | {t.file: t.model for t in TABLES}
 _REQUIRED: dict[str, bool] = {STUDY_FILE: True} | {t.file: t.required for t in TABLES}

@@ -100,6 +100,8 @@ class Pusher:
         # that differs from ours, for the references of those that follow.
         self._conditional: dict[str, str] = {}
         self._server_refs: dict[str, str] = {}
+        # whether the server answers a batch of reads (None: not tried yet)
+        self._batches: bool | None = None
 
     def by_identifier(self, resource: dict[str, Any]) -> bool:
         """Whether this resource is matched on its business identifier (R4 gives a few types no
@@ -130,14 +132,29 @@ class Pusher:
     ) -> list[dict[str, Any] | None]:
         """What the server holds for each resource (None where it holds nothing)."""
         found: list[dict[str, Any] | None] = []
-        use_batch = self.client.capabilities().batch
         for start in range(0, len(resources), chunk):
             part = resources[start : start + chunk]
-            if use_batch:
-                found.extend(self._current_batch(part))
-            else:
-                found.extend(self._current_one(r) for r in part)
+            batch = self._batch_reads(part)
+            found.extend(batch if batch is not None else [self._current_one(r) for r in part])
         return found
+
+    def _batch_reads(self, part: list[dict[str, Any]]) -> list[dict[str, Any] | None] | None:
+        """The reads of ``part`` in one batch, or None where the server takes no batch. A server
+        may take batches its CapabilityStatement does not list (HAPI 8.8): one is tried, and the
+        answer remembered for the rest of the push."""
+        declared = self.client.capabilities().batch
+        if self._batches is False:
+            return None
+        try:
+            answers = self._current_batch(part)
+        except (RejectedError, ServerError) as e:
+            if declared or self._batches:
+                raise  # a server that takes batches failed this one: a failure to report
+            log.info("the server takes no batch of reads (%s): reading one resource at a time", e)
+            self._batches = False
+            return None
+        self._batches = True
+        return answers
 
     def _current_one(self, resource: dict[str, Any]) -> dict[str, Any] | None:
         if not self.by_identifier(resource):

@@ -136,7 +136,9 @@ def test_an_os_error_nobody_named_is_an_internal_error(monkeypatch, study_dir: P
     def broken(*args, **kwargs):
         raise OSError("something unforeseen")
 
-    monkeypatch.setattr("fhir_admsc.cli.export_bundle", broken)
+    monkeypatch.setattr(
+        "fhir_admsc.export.export_bundle", broken
+    )  # the command imports it when run
     result = CliRunner().invoke(cli, ["export", str(study_dir)])
     assert result.exit_code == ExitCode.INTERNAL, result.output
     assert "internal error (OSError: something unforeseen)" in result.output

@@ -19,7 +19,7 @@ from fhir_admsc.cli import cli
 from fhir_admsc.client import FhirClient
 from fhir_admsc.ids import identifier, resource_id
 from fhir_admsc.mappings import study_to_fhir
-from fhir_admsc.push import same_content
+from fhir_admsc.push import Pusher, business_identifier, same_content
 from fhir_admsc.study import Study
 from fhir_admsc.tables import write_study
 from tests.servers import FhirServer
@@ -85,7 +85,7 @@ def test_a_search_repeated_within_a_minute_comes_from_hapis_cache(hapi_server: F
 
 def test_capabilities_declare_transactions_and_export_but_not_batch(hapi_server: FhirServer):
     """HAPI's CapabilityStatement names no "batch" interaction though its transaction endpoint takes
-    batch Bundles: push reads what the server holds with one GET per resource (no batch of GETs)."""
+    batch Bundles (push tries one batch of reads, and keeps to batches when it is answered)."""
     capabilities = FhirClient(hapi_server.base_url).capabilities()
     assert capabilities.fhir_version == "4.0.1"
     assert capabilities.transaction and not capabilities.batch
@@ -93,6 +93,32 @@ def test_capabilities_declare_transactions_and_export_but_not_batch(hapi_server:
     assert (
         capabilities.cannot_match_by_identifier({"Patient", "ResearchStudy", "Observation"}) == []
     )
+
+
+@pytest.mark.parametrize("match", ["id", "identifier"])
+def test_push_reads_what_hapi_holds_in_batches(
+    hapi_server: FhirServer, tmp_path: Path, match: str
+) -> None:
+    """Though its CapabilityStatement lists no batch, HAPI answers a batch of reads (by id, and of
+    searches by identifier): push reads what it holds a chunk at a time, not with a GET each."""
+    study_id = f"HAPI-READS-{match}-{uuid.uuid4().hex[:8]}"
+    resources = patients(study_id, 12)
+    client = FhirClient(hapi_server.base_url)
+    seen: list[str] = []
+    client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r.request.method))
+    assert Pusher(client, match).current(resources, chunk=5) == [None] * 12  # nothing there yet
+    assert seen.count("POST") == 3 and seen.count("GET") == 1  # the batches; /metadata
+    source = write_bundle(tmp_path / "patients.json", resources)
+    pushed = CliRunner().invoke(
+        cli, ["push", str(source), "--server", hapi_server.base_url, "--match", match]
+    )
+    assert pushed.exit_code == 0, pushed.output
+    seen.clear()
+    held = Pusher(client, match).current(resources, chunk=5)
+    assert [h and business_identifier(h) for h in held] == [
+        business_identifier(r) for r in resources
+    ]
+    assert seen == ["POST"] * 3
 
 
 def test_count_above_50_is_cut_to_pages_of_50(hapi_server: FhirServer, http, tmp_path: Path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,15 +68,36 @@ def test_modules_import_only_from_their_line_or_above() -> None:
     assert wrong == []
 
 
+# The command line imports what a command runs when the command runs, so that --version, --help
+# and each command load only their own part (start-up); its imports still follow the map.
+LAZY = {PACKAGE / "cli.py"}
+
+
 def test_nothing_is_imported_inside_a_function() -> None:
     inside = []
     for path in _modules():
+        if path in LAZY:
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for function in ast.walk(tree):
             if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
                 for line, _ in _imported_units(function):  # optional extras may be: matplotlib
                     inside.append(f"{path.relative_to(ROOT)}:{line}")
     assert inside == []
+
+
+def test_the_version_and_help_load_no_command() -> None:
+    code = (
+        "import sys; from click.testing import CliRunner; from fhir_admsc.cli import cli; "
+        "CliRunner().invoke(cli, ['--version']); CliRunner().invoke(cli, ['validate', '--help']); "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('fhir_admsc', 'requests', "
+        "'jwt', 'fhirpathpy', 'fhir', 'pydantic')))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    heavy = ("requests", "jwt", "fhirpathpy", "fhir.", "pydantic", "fhir_admsc.validation.engine")
+    assert [m for m in loaded if m.startswith(heavy) or m == "fhir"] == [], loaded
 
 
 def test_the_check_can_fail() -> None:

@@ -11,7 +11,7 @@ import responses
 from click.testing import CliRunner
 
 from fhir_admsc.cli import cli
-from fhir_admsc.client import FhirClient, RetryPolicy
+from fhir_admsc.client import FhirClient, RejectedError, RetryPolicy
 from fhir_admsc.errors import ExitCode, InvalidDataError
 from fhir_admsc.inputs import Source, ordered, read_fhir
 from fhir_admsc.journal import content_hash
@@ -384,3 +384,47 @@ def test_resume_refuses_a_report_that_is_not_one(tmp_path: Path, server: FakeSer
     assert result.exit_code == ExitCode.USAGE
     assert f"{report}:1 is not a line of a push report" in result.stderr
     assert report.read_text() == "resource,outcome\n" and server.entries == []
+
+
+NO_BATCH_LISTED = {**METADATA, "rest": [{"interaction": [{"code": "transaction"}]}]}
+
+
+@responses.activate
+def test_a_batch_of_reads_is_tried_where_the_capability_statement_lists_none() -> None:
+    """HAPI 8.8 lists no batch interaction yet answers batch Bundles: the reads go in batches."""
+    server = FakeServer()
+    responses.get(f"{BASE}/metadata", json=NO_BATCH_LISTED)
+    responses.add_callback(responses.POST, BASE + "/", callback=server)
+    pusher = Pusher(FhirClient(BASE, retry=RetryPolicy(attempts=3), sleep=lambda s: None))
+    resources = demo_resources()[:250]
+    current = pusher.current(resources, chunk=100)
+    assert current == [None] * 250
+    assert server.batches == [100, 100, 50]
+    assert not [
+        c for c in responses.calls if c.request.method == "GET" and "metadata" not in c.request.url
+    ]
+
+
+@responses.activate
+def test_a_server_that_refuses_a_batch_is_read_one_resource_at_a_time_after_one_try() -> None:
+    responses.get(f"{BASE}/metadata", json=NO_BATCH_LISTED)
+    refused = responses.post(BASE + "/", status=400, json={"resourceType": "OperationOutcome"})
+    resources = demo_resources()[:30]
+    for r in resources:
+        responses.get(f"{BASE}/{r['resourceType']}/{r['id']}", status=404)
+    pusher = Pusher(FhirClient(BASE, retry=RetryPolicy(attempts=3), sleep=lambda s: None))
+    assert pusher.current(resources, chunk=10) == [None] * 30
+    assert refused.call_count == 1  # tried once, then remembered
+    reads = [
+        c for c in responses.calls if c.request.method == "GET" and "metadata" not in c.request.url
+    ]
+    assert len(reads) == 30
+
+
+@responses.activate
+def test_a_server_that_lists_batches_and_fails_one_is_an_error() -> None:
+    responses.get(f"{BASE}/metadata", json=METADATA)
+    responses.post(BASE + "/", status=400, json={"resourceType": "OperationOutcome"})
+    pusher = Pusher(FhirClient(BASE, retry=RetryPolicy(attempts=3), sleep=lambda s: None))
+    with pytest.raises(RejectedError, match="400"):
+        pusher.current(demo_resources()[:5])
