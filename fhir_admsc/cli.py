@@ -273,6 +273,13 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     "(repeatable).",
 )
 @click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Processes that check resources (default: one per core).",
+)
+@click.option(
     "--no-example-urls",
     is_flag=True,
     help="Refuse URLs of example domains (example.org, acme.com): live data holds none.",
@@ -286,9 +293,11 @@ def validate(
     profiles: tuple[str, ...],
     extension_domains: tuple[str, ...],
     no_example_urls: bool,
+    jobs: int | None,
     output: Path | None,
 ) -> None:
     """Validate resources, Bundles or NDJSON against the project's profiles and FHIR R4, offline."""
+    from fhir_admsc.validation.parallel import cpus
     from fhir_admsc.validation.run import validate_paths
 
     with Progress("validating") as progress:
@@ -299,6 +308,7 @@ def validate(
             progress if progress.active else None,
             extension_domains=extension_domains,
             example_urls=not no_example_urls,
+            jobs=jobs or cpus(),
         )
     report = reports.render(fmt, issues, checked)
     if output is None:

@@ -99,14 +99,17 @@ def fhir_files(path: Path) -> list[Path]:
     )
 
 
-def read_documents(path: Path) -> Iterator[Document | Unreadable]:
+def read_documents(
+    path: Path, share: tuple[int, int] | None = None
+) -> Iterator[Document | Unreadable]:
     """The documents of a file or of every FHIR file of a folder, in file order; what cannot be
-    read comes as ``Unreadable`` in its place. NDJSON is read a line at a time."""
+    read comes as ``Unreadable`` in its place. NDJSON is read a line at a time; with ``share``
+    ``(k, n)`` only its lines numbered k modulo n are decoded (one of n readers sharing a file)."""
     if not path.exists():
         yield Unreadable(str(path), "no such file or folder")
         return
     for file in fhir_files(path):
-        yield from (_read_ndjson(file) if file.suffix == ".ndjson" else _read_json(file))
+        yield from (_read_ndjson(file, share) if file.suffix == ".ndjson" else _read_json(file))
 
 
 def read_resources(path: Path) -> list[dict[str, Any]]:
@@ -177,7 +180,9 @@ def _read_json(path: Path) -> Iterator[Document | Unreadable]:
     yield Document(name, text.count("\n", 0, start) + 1, value, entry_lines)
 
 
-def _read_ndjson(path: Path) -> Iterator[Document | Unreadable]:
+def _read_ndjson(
+    path: Path, share: tuple[int, int] | None = None
+) -> Iterator[Document | Unreadable]:
     """The lines of an NDJSON file, read one at a time: memory does not grow with the file."""
     name = str(path)
     try:
@@ -189,6 +194,8 @@ def _read_ndjson(path: Path) -> Iterator[Document | Unreadable]:
     with handle:
         # binary lines end at "\n" only: text may hold U+2028 or U+0085, which str lines split on
         for number, raw in enumerate(handle, start=1):
+            if share is not None and number % share[1] != share[0]:
+                continue
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as e:

@@ -16,14 +16,15 @@ from fhir_admsc.validation.issues import Issue
 __all__ = ["Document", "ndjson_only", "read_documents"]
 
 
-def read_documents(path: Path) -> Iterator[Document | Issue]:
+def read_documents(path: Path, share: tuple[int, int] | None = None) -> Iterator[Document | Issue]:
     """The documents of ``path``: a study folder's resources (line 0: they come from its tables),
-    else those of its JSON and NDJSON files; unreadable ones as Issues."""
+    else those of its JSON and NDJSON files; unreadable ones as Issues. ``share``: see
+    ``fhir_admsc.resources.read_documents``."""
     if is_study_folder(path):
         for resource in study_resources(path):
             yield Document(str(path), 0, resource)
         return
-    for item in read_files(path):
+    for item in read_files(path, share):
         yield _issue(item) if isinstance(item, Unreadable) else item
 
 

@@ -9,17 +9,19 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from fhir_admsc import r4
-from fhir_admsc.resources import label, reference_key
+from fhir_admsc.resources import fhir_files, label, reference_key
 from fhir_admsc.validation.catalog import Catalog, project_catalog
 from fhir_admsc.validation.engine import Validator, profile_type
 from fhir_admsc.validation.fhirpath import Resolver
 from fhir_admsc.validation.inputs import Document, ndjson_only, read_documents
 from fhir_admsc.validation.issues import Issue
 from fhir_admsc.validation.packages import load_packages
+from fhir_admsc.validation.parallel import SMALLEST_BYTES, run_in_order
 from fhir_admsc.validation.study_rules import RULES
 
 
@@ -86,6 +88,7 @@ def validate_paths(
     rules: Sequence[Callable[[], ResourceRule]] = RULES,
     extension_domains: Iterable[str] = (),
     example_urls: bool = True,
+    jobs: int = 1,
 ) -> tuple[list[Issue], int]:
     """Validate every resource in ``paths``; returns the issues and how many resources were read.
 
@@ -94,7 +97,8 @@ def validate_paths(
     ``profiles`` URL that no loaded package defines raises ConfigurationError before any reading.
     ``progress`` is told how many resources have been checked so far; ``rules`` make the rules
     across resources (by default the study's); extensions under ``extension_domains`` may be
-    used without a definition; ``example_urls`` False refuses URLs of example domains.
+    used without a definition; ``example_urls`` False refuses URLs of example domains; ``jobs``
+    processes check the resources (NDJSON: each process a share of the lines).
     """
     paths = [Path(p) for p in paths]
     catalog = catalog_for(igs)
@@ -111,6 +115,7 @@ def validate_paths(
             Validator(catalog, profiles, extension_domains, example_urls),
             progress,
             rules,
+            jobs,
         )
     else:
         documents: list[Document] = []
@@ -119,7 +124,7 @@ def validate_paths(
             for item in read_documents(path):
                 (issues if isinstance(item, Issue) else documents).append(item)
         found, checked = validate_documents(
-            documents, catalog, profiles, progress, rules, extension_domains, example_urls
+            documents, catalog, profiles, progress, rules, extension_domains, example_urls, jobs
         )
         issues += found
     if checked == 0:
@@ -146,9 +151,10 @@ def _validate_stream(
     validator: Validator,
     progress: Callable[[int], None] | None,
     rules: Sequence[Callable[[], ResourceRule]],
+    jobs: int = 1,
 ) -> tuple[list[Issue], int]:
     with _collector_on_new_objects():
-        return _stream(paths, catalog, validator, progress, rules)
+        return _stream(paths, catalog, validator, progress, rules, jobs)
 
 
 def _stream(
@@ -157,6 +163,7 @@ def _stream(
     validator: Validator,
     progress: Callable[[int], None] | None,
     rules: Sequence[Callable[[], ResourceRule]],
+    jobs: int,
 ) -> tuple[list[Issue], int]:
     """Validate NDJSON one line at a time, in two passes, so that memory does not grow with the
     number of resources: the first keeps only the resources that rules look up in others (those
@@ -175,23 +182,55 @@ def _stream(
                 for rule in made:
                     if kind in rule.kept_types:
                         rule.see(value)
-    resolver = Resolver(kept)
+    second = _SecondPass(paths, validator, Resolver(kept), made)
+    size = sum(f.stat().st_size for p in paths for f in fhir_files(p))
+    if jobs > 1 and size >= SMALLEST_BYTES:
+        shares = run_in_order(second.share, [(k, jobs) for k in range(jobs)], jobs, smallest=2)
+        blocks = sorted(block for found in shares for share in found for block in share)
+        return [i for _, _, found in blocks for i in found], sum(n for _, n, _ in blocks)
     issues: list[Issue] = []
     checked = 0
-    for path in paths:
-        for document in read_documents(path):
-            if isinstance(document, Issue):
-                issues.append(document)
-                continue
-            for item in _checked([document]):
-                issues.extend(_check(validator, item, resolver))
-                issues.extend(_rule_issues(made, item))
-                checked += bool(item.prefix or not _is_bundle(item.resource))
-            if progress:
-                progress(checked)
-            if _is_bundle(document.value):
-                issues.extend(_bundle_rules(document))
+    for _, count, found in second.share((0, 1), progress):
+        issues.extend(found)
+        checked += count
     return issues, checked
+
+
+@dataclass
+class _SecondPass:
+    """The second pass of a streamed validation over one share of the lines (see _stream)."""
+
+    paths: list[Path]
+    validator: Validator
+    resolver: Resolver
+    made: list[ResourceRule]
+
+    def share(
+        self, share: tuple[int, int], progress: Callable[[int], None] | None = None
+    ) -> list[tuple[tuple[int, int], int, list[Issue]]]:
+        """((file, line), resources checked, issues) of each document of the share, in order."""
+        rank = {str(f): i for i, f in enumerate(f for p in self.paths for f in fhir_files(p))}
+        blocks = []
+        checked = 0
+        for path in self.paths:
+            for document in read_documents(path, share):
+                if isinstance(document, Issue):
+                    where = (rank.get(document.source or "", -1), document.line or 0)
+                    blocks.append((where, 0, [document]))
+                    continue
+                found: list[Issue] = []
+                count = 0
+                for item in _checked([document]):
+                    found.extend(_check(self.validator, item, self.resolver))
+                    found.extend(_rule_issues(self.made, item))
+                    count += bool(item.prefix or not _is_bundle(item.resource))
+                if _is_bundle(document.value):
+                    found.extend(_bundle_rules(document))
+                blocks.append(((rank.get(document.source, -1), document.line), count, found))
+                checked += count
+                if progress:
+                    progress(checked)
+        return blocks
 
 
 def _resolved_types(catalog: Catalog) -> set[str]:
@@ -228,12 +267,13 @@ def validate_documents(
     rules: Sequence[Callable[[], ResourceRule]] = RULES,
     extension_domains: Iterable[str] = (),
     example_urls: bool = True,
+    jobs: int = 1,
 ) -> tuple[list[Issue], int]:
     """Validate documents held in memory as one set; returns the issues and how many resources
-    were checked."""
+    were checked. ``jobs`` processes check the resources (see parallel)."""
     with _collector_on_new_objects():
         return _documents(
-            documents, catalog, profiles, progress, rules, extension_domains, example_urls
+            documents, catalog, profiles, progress, rules, extension_domains, example_urls, jobs
         )
 
 
@@ -245,14 +285,18 @@ def _documents(
     rules: Sequence[Callable[[], ResourceRule]],
     extension_domains: Iterable[str],
     example_urls: bool,
+    jobs: int,
 ) -> tuple[list[Issue], int]:
     validator = Validator(catalog, profiles, extension_domains, example_urls)
     items = list(_checked(documents))
     # a reference resolves by Type/id or, inside a Bundle, by the fullUrl of an entry
     resolver = Resolver({name: c.resource for c in items for name in c.names()})
     issues: list[Issue] = []
-    for done, item in enumerate(items, start=1):
-        issues.extend(_check(validator, item, resolver))
+    done = 0
+    for found in run_in_order(partial(_check, validator, resolver=resolver), items, jobs):
+        for item_issues in found:
+            issues.extend(item_issues)
+        done += len(found)
         if progress:
             progress(done)
     for document in documents:
