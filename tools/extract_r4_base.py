@@ -43,7 +43,7 @@ import json
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -922,16 +922,28 @@ def main(argv: list[str] | None = None) -> int:
         help="hapi-fhir-validation-resources-r4 jar to compare the result with (report only)",
     )
     args = parser.parse_args(argv)
-    data = extract(args.node_modules)
+    return write_and_check(
+        extract(args.node_modules), args.output, args.check_against, check_against_hapi
+    )
+
+
+def write_and_check(
+    data: dict[str, Any],
+    output: Path,
+    jar: Path | None,
+    check: Callable[[dict[str, Any], Path], list[str]],
+) -> int:
+    """Write ``data`` to ``output``; with a HAPI jar, report every difference ``check`` finds and
+    return 1 if there is one."""
     payload = gzip_json(data)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_bytes(payload)
-    log(f"wrote {args.output} ({len(payload)} bytes)")
-    if args.check_against:
-        problems = check_against_hapi(data, args.check_against)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(payload)
+    log(f"wrote {output} ({len(payload)} bytes)")
+    if jar:
+        problems = check(data, jar)
         for problem in problems:
             log(f"  differs from HAPI: {problem}")
-        log(f"cross-check against {args.check_against.name}: {len(problems)} difference(s)")
+        log(f"cross-check against {jar.name}: {len(problems)} difference(s)")
         return 1 if problems else 0
     return 0
 

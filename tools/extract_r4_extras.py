@@ -37,10 +37,10 @@ from extract_r4_base import (  # noqa: E402
     _values,
     _xml_resources,
     find_r4_dir,
-    gzip_json,
     load_bundle,
     log,
     strip_version,
+    write_and_check,
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "fhir_admsc" / "r4_extras.json.gz"
@@ -207,17 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--check-against", type=Path, metavar="HAPI_JAR")
     args = parser.parse_args(argv)
-    data = extract(args.node_modules)
-    payload = gzip_json(data)
-    args.output.write_bytes(payload)
-    log(f"wrote {args.output} ({len(payload)} bytes)")
-    if args.check_against:
-        problems = check_against_hapi(data, args.check_against)
-        for problem in problems:
-            log(f"  differs from HAPI: {problem}")
-        log(f"cross-check against {args.check_against.name}: {len(problems)} difference(s)")
-        return 1 if problems else 0
-    return 0
+    return write_and_check(
+        extract(args.node_modules), args.output, args.check_against, check_against_hapi
+    )
 
 
 if __name__ == "__main__":
