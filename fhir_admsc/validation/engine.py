@@ -1257,6 +1257,7 @@ def _host(resource: dict[str, Any], location: str) -> _Host | None:
     steps = [s.split("[", 1)[0] for s in location.split(".")[1:-1]]
     value: Any = resource
     path, root, type_code = kind, kind, kind
+    names: set[str] = {kind}
     for step, raw in zip(steps, location.split(".")[1:-1], strict=True):
         found = step_type(root, step)
         if found is None:
@@ -1267,13 +1268,9 @@ def _host(resource: dict[str, Any], location: str) -> _Host | None:
         if type_code == "Resource" and isinstance(value, dict):
             type_code = value.get("resourceType", "Resource")
             path = root = type_code
+        names = {path, root, type_code}
         if type_code not in ("BackboneElement", "Element"):
-            names = {path, root, type_code}
             root = type_code
-        else:
-            names = {path, root, type_code}
-    if not steps:
-        names = {kind}
     url = value.get("url") if type_code == "Extension" and isinstance(value, dict) else None
     return _Host(path, frozenset(names), r4.is_resource_type(type_code), url)
 
