@@ -182,11 +182,32 @@ def memory(participants: int, folder: Path) -> None:
     )
 
 
+def cores(participants: int, folder: Path) -> None:
+    """validate --jobs 2 against --jobs 1 on an NDJSON export: wall time, the same report."""
+    print(f"every core: validate an NDJSON export of {participants:,} participants")
+    study, out = folder / "cores", folder / "cores-ndjson"
+    run([*CLI, "synth", "--participants", str(participants), "--seed", "5", "-o", str(study)])
+    run([*CLI, "export", str(study), "--format", "ndjson", "-o", str(out)])
+    count = sum(1 for f in out.glob("*.ndjson") for _ in f.open("rb"))
+    walls = {}
+    for jobs in (2, 1):
+        report = folder / f"report-{jobs}.json"
+        command = [*CLI, "validate", "-q", "-j", str(jobs), "--format", "json", "-o", str(report)]
+        walls[jobs], mib = run([*command, str(out)])
+        label = f"fhir-admsc validate --jobs {jobs} (wall)"
+        line(label, count, walls[jobs], f"  {mib:>8,.0f} MiB peak (largest process)")
+    same = (folder / "report-1.json").read_bytes() == (folder / "report-2.json").read_bytes()
+    ratio("speed-up of --jobs 2" + ("" if same else " (REPORTS DIFFER)"), walls[1] / walls[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=300, help="export and validate")
     parser.add_argument("--push", type=int, default=40, help="participants per pushed study")
     parser.add_argument("--big", type=int, default=20000, help="participants of the memory run")
+    parser.add_argument(
+        "--cores", type=int, default=2000, help="participants of the --jobs run (validate NDJSON)"
+    )
     parser.add_argument(
         "--reference", action="store_true", help="also time the HL7 validator engine (Java)"
     )
@@ -195,6 +216,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if args.push:
             push(args.push, Path(folder))
+        if args.cores:
+            cores(args.cores, Path(folder))
         if args.big:
             memory(args.big, Path(folder))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
