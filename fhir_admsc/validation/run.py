@@ -92,7 +92,7 @@ def validate_paths(
 ) -> tuple[list[Issue], int]:
     """Validate every resource in ``paths``; returns the issues and how many resources were read.
 
-    NDJSON inputs are streamed (see ``_validate_stream``); Bundles and JSON files are read whole.
+    NDJSON inputs are streamed (see ``_stream``); Bundles and JSON files are read whole.
     Inputs without a single resource are a fatal issue: a missing artefact never passes. A
     ``profiles`` URL that no loaded package defines raises ConfigurationError before any reading.
     ``progress`` is told how many resources have been checked so far; ``rules`` make the rules
@@ -109,14 +109,9 @@ def validate_paths(
         for note in catalog.notes
     ]
     if paths and all(ndjson_only(p) for p in paths):
-        issues, checked = _validate_stream(
-            paths,
-            catalog,
-            Validator(catalog, profiles, extension_domains, example_urls),
-            progress,
-            rules,
-            jobs,
-        )
+        validator = Validator(catalog, profiles, extension_domains, example_urls)
+        with _collector_on_new_objects():
+            issues, checked = _stream(paths, catalog, validator, progress, rules, jobs)
     else:
         documents: list[Document] = []
         issues = []
@@ -143,18 +138,6 @@ def _collector_on_new_objects() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def _validate_stream(
-    paths: list[Path],
-    catalog: Catalog,
-    validator: Validator,
-    progress: Callable[[int], None] | None,
-    rules: Sequence[Callable[[], ResourceRule]],
-    jobs: int = 1,
-) -> tuple[list[Issue], int]:
-    with _collector_on_new_objects():
-        return _stream(paths, catalog, validator, progress, rules, jobs)
 
 
 def _stream(
