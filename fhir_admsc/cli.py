@@ -185,6 +185,17 @@ def _summary(text: str) -> None:
         click.echo(text, err=True)
 
 
+def jobs_option(what: str) -> Any:
+    """-j/--jobs: worker processes, one per core unless given."""
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 256),
+        default=None,
+        help=f"Processes that {what} (default: one per core).",
+    )
+
+
 @cli.command()
 @output_options
 @all_errors_option
@@ -204,9 +215,13 @@ def _summary(text: str) -> None:
     show_default=True,
     help="A transaction or collection Bundle, or NDJSON files.",
 )
-def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) -> None:
+@jobs_option("map participants (NDJSON)")
+def export(
+    study_dir: Path | None, demo: bool, output: Path | None, fmt: str, jobs: int | None
+) -> None:
     """Map a study folder to FHIR R4 resources."""
     from fhir_admsc.export import export_bundle, export_ndjson
+    from fhir_admsc.parallel import cpus
 
     if demo == (study_dir is not None):
         raise ConfigurationError("give either STUDY_DIR or --demo (one of them)")
@@ -215,7 +230,9 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     folder = demo_folder() if demo else study_dir
     with Progress("exporting") as progress:
         if fmt == "ndjson":
-            done = export_ndjson(folder, output, notify=_warning, progress=_drawn(progress))
+            done = export_ndjson(
+                folder, output, notify=_warning, progress=_drawn(progress), jobs=jobs or cpus()
+            )
             where = f"{done.files} NDJSON files in {output}"
         else:
             progress.status(f"reading {folder}")
@@ -272,13 +289,7 @@ def export(study_dir: Path | None, demo: bool, output: Path | None, fmt: str) ->
     help="Allow extensions whose URL starts with this, though no package defines them "
     "(repeatable).",
 )
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 256),
-    default=None,
-    help="Processes that check resources (default: one per core).",
-)
+@jobs_option("check resources")
 @click.option(
     "--no-example-urls",
     is_flag=True,
@@ -297,7 +308,7 @@ def validate(
     output: Path | None,
 ) -> None:
     """Validate resources, Bundles or NDJSON against the project's profiles and FHIR R4, offline."""
-    from fhir_admsc.validation.parallel import cpus
+    from fhir_admsc.parallel import cpus
     from fhir_admsc.validation.run import validate_paths
 
     with Progress("validating") as progress:

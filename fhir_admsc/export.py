@@ -7,6 +7,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,13 +20,22 @@ from fhir_admsc.bundle import (
     ndjson_line,
 )
 from fhir_admsc.mappings import rows_to_fhir, study_from_fhir, study_level_to_fhir, study_to_fhir
-from fhir_admsc.output import StagedFiles, write_atomic, write_files
+from fhir_admsc.output import Part, StagedFiles, scratch_folder, write_atomic, write_files
+from fhir_admsc.parallel import WorkerLost, can_fork, counter, run_forked
 from fhir_admsc.study import Study, StudyInfo
-from fhir_admsc.tables import TableNotGrouped, read_participant_groups, read_study, write_study
+from fhir_admsc.tables import (
+    ParticipantGroups,
+    TableNotGrouped,
+    read_participant_groups,
+    read_study,
+    write_study,
+)
 
 Notify = Callable[[str], None]
 Form = Literal["study", "ndjson", "transaction", "collection"]
 Counter = Callable[[int], None]
+
+SMALLEST_STUDY = 100  # participants: below, forking workers costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -69,12 +79,24 @@ def export_ndjson(
     *,
     notify: Notify | None = None,
     progress: Counter | None = None,
+    jobs: int = 1,
 ) -> Exported:
     """Write a study folder as one NDJSON file per resource type into ``output``, atomically,
     participant by participant so that memory does not grow with the study; a folder whose
-    tables are not grouped by participant is read whole (``notify`` is told)."""
+    tables are not grouped by participant is read whole (``notify`` is told).
+
+    With ``jobs`` > 1, a study of ``SMALLEST_STUDY`` participants or more is read, mapped and
+    written in that many worker processes, a share of the participants each; the files are
+    byte for byte those of one process. A defect in the folder (or any failure of a worker)
+    sends the export back to one process, which reports it as it always does.
+    """
     try:
         groups = read_participant_groups(folder, notify=notify)
+        if jobs > 1 and len(groups.participants) >= SMALLEST_STUDY and can_fork():
+            try:
+                return _write_ndjson_shared(output, groups, jobs, progress)
+            except (_ShareFailed, WorkerLost):
+                pass  # one process says what went wrong
         return _write_ndjson(output, groups.info, groups, progress)
     except TableNotGrouped as e:
         if notify:
@@ -115,6 +137,73 @@ def _write_ndjson(
             if progress:
                 progress(count)
     return Exported(info.study_id, count, files=len(staged.names))
+
+
+class _ShareFailed(Exception):
+    """A worker of a shared export found a defect or failed: its files are gone."""
+
+
+def _write_ndjson_shared(
+    output: Path, groups: ParticipantGroups, jobs: int, progress: Counter | None
+) -> Exported:
+    """``_write_ndjson`` of ``groups`` by ``jobs`` forked workers, each mapping a share of the
+    participants into its own pieces of the files (part by part, as one process does), which are
+    joined share by share; raises _ShareFailed, leaving nothing, when a worker did not finish.
+
+    The workers write into a scratch folder of the output that goes, whatever remains in it,
+    before the output folder is committed or left as it was."""
+    groups.prepare()  # once here, rather than once in each worker
+    stale = [p.name for p in output.glob("*.ndjson")] if output.is_dir() else []
+    done = counter()
+    steps = [range(k * groups.steps // jobs, (k + 1) * groups.steps // jobs) for k in range(jobs)]
+    with StagedFiles(output, stale) as staged, scratch_folder(output) as scratch:
+        count = 0
+        for resource in study_level_to_fhir(groups.info):
+            line = ndjson_line(resource) + "\n"
+            staged.write(f"{resource['resourceType']}.ndjson", line.encode(), (0, -1))
+            count += 1
+
+        def poll() -> None:
+            if progress:
+                progress(count + done.value)  # count: the study-level resources, until joined
+
+        shares = run_forked(lambda share: _write_share(scratch, groups, share, done), steps, poll)
+        if any(share is None for share in shares):
+            raise _ShareFailed
+        for rank, (pieces, written) in enumerate(s for s in shares if s is not None):
+            for name, parts in pieces.items():
+                for part, temporary in parts.items():
+                    staged.adopt(name, (part, rank), temporary)  # type: ignore[index]
+            count += written
+        if progress:
+            progress(count)
+    return Exported(groups.info.study_id, count, files=len(staged.names))
+
+
+_Share = tuple[dict[str, dict[Part, str]], int]
+
+
+def _write_share(
+    scratch: Path, groups: ParticipantGroups, share: range, done: Synchronized[int]
+) -> _Share | None:
+    """In a worker: the participants of ``share`` written into temporary pieces of the files
+    in ``scratch``, handed over with how many resources they hold; None on any failure (one
+    process then says what it was), Ctrl-C included."""
+    staged = StagedFiles(scratch)
+    count = 0
+    try:
+        for study in groups.share(share):
+            for part, resource in rows_to_fhir(study):
+                line = ndjson_line(resource) + "\n"
+                staged.write(f"{resource['resourceType']}.ndjson", line.encode(), part)
+                count += 1
+                if count % 1000 == 0:
+                    with done.get_lock():
+                        done.value += 1000
+        return staged.hand_over(), count
+    except BaseException:  # noqa: BLE001 - the worker's result says it failed; the parent acts
+        staged.discard()
+        return None
 
 
 def write_resources(

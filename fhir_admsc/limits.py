@@ -8,6 +8,7 @@ with an environment variable.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -93,7 +94,7 @@ def loads(text: str | bytes, source: str, line: int = 1) -> Any:
             raise json.JSONDecodeError(f"not UTF-8 (byte {e.start})", before, len(before)) from None
     limit = JSON_DEPTH.value()
     try:
-        value = json.loads(text, parse_float=_finite_number, parse_constant=_not_finite)
+        value = _parse(text)
     except _NotFinite:
         problem = "holds NaN or an infinite number, which JSON cannot carry"
         raise InvalidDataError([Problem(source, problem, line)]) from None
@@ -111,6 +112,19 @@ def loads(text: str | bytes, source: str, line: int = 1) -> Any:
             return value
     where = line + text.count("\n", 0, _too_deep_at(text, limit))
     raise InvalidDataError([Problem(source, JSON_DEPTH.exceeded("nests deeper than"), where)])
+
+
+def _parse(text: str) -> Any:
+    """``json.loads`` with non-finite numbers refused, the cycle collector paused: parsing makes
+    no cycles, and the collector would walk the new objects again and again (most of the time of
+    a large Bundle)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return json.loads(text, parse_float=_finite_number, parse_constant=_not_finite)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 class _NotFinite(ValueError):

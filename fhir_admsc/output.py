@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from fhir_admsc.errors import ConfigurationError, file_access
+
+Part = int | tuple[int, int]  # the order of a file's parts: all ints or all pairs within a file
 
 
 def _umask() -> int:
@@ -44,7 +47,7 @@ class StagedFiles:
         self.folder = Path(folder)
         self.stale = list(stale)
         self._made = False
-        self._parts: dict[str, dict[int, tuple[BinaryIO, str]]] = {}
+        self._parts: dict[str, dict[Part, tuple[BinaryIO | None, str]]] = {}
 
     def __enter__(self) -> StagedFiles:
         with file_access(self.folder, "write into"):
@@ -61,23 +64,46 @@ class StagedFiles:
             with file_access(self.folder, "write into"):
                 self._commit()
             return
-        self._discard()
+        self.discard()
         if self._made and not any(self.folder.iterdir()):
             self.folder.rmdir()  # made for this output: a failure leaves no trace
 
-    def write(self, name: str, data: bytes, part: int = 0) -> None:
+    def write(self, name: str, data: bytes, part: Part = 0) -> None:
         """Append ``data`` to part ``part`` of the file ``name``."""
         parts = self._parts.setdefault(name, {})
         try:  # called once a line: no context manager, no path built unless it fails
             handle = parts[part][0] if part in parts else self._open(name, part)
+            assert handle is not None, "an adopted part is not written to"
             handle.write(data)
         except OSError:
             with file_access(self.folder / name, "write"):
                 raise
 
-    def _open(self, name: str, part: int) -> BinaryIO:
-        self._parts[name][part] = _temporary(self.folder, name)
-        return self._parts[name][part][0]
+    def _open(self, name: str, part: Part) -> BinaryIO:
+        handle, temporary = _temporary(self.folder, name)
+        self._parts[name][part] = (handle, temporary)
+        return handle
+
+    def hand_over(self) -> dict[str, dict[Part, str]]:
+        """Close the parts written so far and give up their temporary files, by name and part,
+        for another StagedFiles of the same folder to ``adopt`` (a forked worker's pieces)."""
+        given = {}
+        for name, parts in self._parts.items():
+            for handle, _ in parts.values():
+                if handle is not None:
+                    handle.close()
+            given[name] = {part: temporary for part, (_, temporary) in parts.items()}
+        self._parts = {}
+        return given
+
+    def adopt(self, name: str, part: Part, temporary: str) -> None:
+        """Take a closed temporary file (see ``hand_over``) of a folder on the same file system
+        as part ``part`` of the file ``name``: it is moved here, then joined, committed or
+        discarded with the rest."""
+        handle, moved = _temporary(self.folder, name)
+        handle.close()
+        self._parts.setdefault(name, {})[part] = (None, moved)
+        os.replace(temporary, moved)
 
     @property
     def names(self) -> list[str]:
@@ -90,7 +116,7 @@ class StagedFiles:
                 (self._join(parts), self.folder / name) for name, parts in self._parts.items()
             ]
         except BaseException:
-            self._discard()
+            self.discard()
             raise
         for done, (temporary, target) in enumerate(staged):
             try:
@@ -103,13 +129,16 @@ class StagedFiles:
             if name not in self._parts and (self.folder / name).exists():
                 (self.folder / name).unlink()
 
-    def _join(self, parts: dict[int, tuple[BinaryIO, str]]) -> str:
+    def _join(self, parts: dict[Part, tuple[BinaryIO | None, str]]) -> str:
         """The parts of one file appended to its first part, synced; the first part's path."""
-        (out, path), *rest = (parts[part] for part in sorted(parts))
+        (out, path), *rest = (parts[part] for part in sorted(parts))  # type: ignore[type-var]
+        if out is None:  # adopted: appended to at its end (not O_APPEND: copies stay in the kernel)
+            out = open(path, "r+b")  # noqa: SIM115 - closed below
+            out.seek(0, os.SEEK_END)
         for handle, temporary in rest:
-            handle.close()
-            with open(temporary, "rb") as piece:
-                shutil.copyfileobj(piece, out, 1024 * 1024)
+            if handle is not None:
+                handle.close()
+            _append(temporary, out)
         out.flush()
         os.fsync(out.fileno())
         out.close()
@@ -117,12 +146,46 @@ class StagedFiles:
             os.unlink(temporary)
         return path
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
+        """Close and delete every temporary file (what leaving the block by an error does)."""
         for parts in self._parts.values():
             for handle, temporary in parts.values():
-                handle.close()
+                if handle is not None:
+                    handle.close()
                 if os.path.exists(temporary):
                     os.unlink(temporary)
+
+
+def _append(path: str, out: BinaryIO) -> None:
+    """Append the file at ``path`` to ``out``: in the kernel where it can (no copy through
+    Python), else through a buffer."""
+    with open(path, "rb") as piece:
+        out.flush()
+        size = os.fstat(piece.fileno()).st_size
+        try:
+            while size > 0:
+                sent = os.copy_file_range(piece.fileno(), out.fileno(), size)
+                if sent == 0:
+                    break
+                size -= sent
+            if size == 0:
+                return
+        except (AttributeError, OSError):  # not Linux, or not between these file systems
+            pass
+        piece.seek(os.fstat(piece.fileno()).st_size - size)
+        out.seek(0, os.SEEK_END)
+        shutil.copyfileobj(piece, out, 1024 * 1024)
+
+
+@contextmanager
+def scratch_folder(folder: Path) -> Iterator[Path]:
+    """A new hidden folder inside ``folder`` for temporary files, removed with whatever it holds
+    when the block ends, however it ends."""
+    scratch = Path(tempfile.mkdtemp(dir=folder, prefix=".scratch-"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def output_folder(folder: Path) -> bool:

@@ -185,6 +185,7 @@ class ParticipantGroups:
 
     def __init__(self, folder: Path, notify: Callable[[str], None] | None = None) -> None:
         self.folder = folder
+        self._others: _OtherRows | None = None
         # by file name; "" for the folder's own (files it should not hold)
         self._problems: dict[str, list[Problem]] = {"": _stray_files(folder, notify)}
         self._problems.update({name: [] for name in _FILE_ORDER})
@@ -206,20 +207,43 @@ class ParticipantGroups:
 
     def __iter__(self) -> Iterator[Study]:
         with file_access(self.folder, "read"):
-            yield from self._groups()
+            yield from self._groups(range(self.steps))
 
-    def _groups(self) -> Iterator[Study]:
-        others = _OtherRows(self.folder)
+    @property
+    def steps(self) -> int:
+        """The steps of the reading: one per participant, then one for rows of no participant."""
+        return len(self.participants) + 1
+
+    def share(self, steps: range) -> Iterator[Study]:
+        """The groups of the steps in ``steps`` only, as iterating yields them (and raising what
+        it raises for those steps' rows): the rows before are read but not parsed, those after
+        not read. Shares that cover every step together check every row once."""
+        with file_access(self.folder, "read"):
+            yield from self._groups(steps)
+
+    def prepare(self) -> None:
+        """Read what every share needs of the whole folder (the ids other rows refer to) now."""
+        self._others = self._others or _OtherRows(self.folder)
+
+    def _groups(self, steps: range) -> Iterator[Study]:
+        self.prepare()
+        others = self._others
+        assert others is not None
         tables = TABLES[1:]
-        cursors = [_Cursor(_stream_rows(self.folder, t, self._problems[t.file])) for t in tables]
-        # One step per participant, then one for rows that belong to no participant.
-        for position in range(len(self.participants) + 1):
+        cursors = [  # rows before the share are only read as cells (to tell whose they are)
+            _Cursor(_stream_rows(self.folder, t, self._problems[t.file], steps.start == 0))
+            for t in tables
+        ]
+        for position in range(steps.stop):
+            kept = position >= steps.start
             rows: dict[str, list[Any]] = {}
             lines: dict[str, list[int | None]] = {}
             for table, cursor in zip(tables, cursors, strict=True):
                 rows[table.attribute], lines[table.file] = self._take(
-                    cursor, table, position, self._owner(table, position, rows, others)
+                    cursor, table, position, self._owner(table, position, rows, others), kept
                 )
+            if not kept:
+                continue
             participants = [
                 self._latest[p.participant_id] for p in self.participants[position : position + 1]
             ]
@@ -251,10 +275,16 @@ class ParticipantGroups:
         )
 
     def _take(
-        self, cursor: _Cursor, table: Table, position: int, owner: Callable[[Any], int | None]
+        self,
+        cursor: _Cursor,
+        table: Table,
+        position: int,
+        owner: Callable[[Any], int | None],
+        kept: bool = True,
     ) -> tuple[list[Any], list[int | None]]:
         """The rows under ``cursor`` that go with the participant at ``position``: theirs, and
-        any of no known participant (check_study names those)."""
+        any of no known participant (check_study names those); rows read unparsed are parsed
+        here when ``kept``."""
         rows: list[Any] = []
         lines: list[int | None] = []
         while cursor.row is not None:
@@ -266,8 +296,12 @@ class ParticipantGroups:
                         "by participant in the order of participants.csv"
                     )
                 break
-            rows.append(cursor.row)
-            lines.append(cursor.line)
+            row = cursor.row
+            if kept and isinstance(row, _Unparsed):
+                row = row.parse(self._problems[table.file])
+            if row is not None:
+                rows.append(row)
+                lines.append(cursor.line)
             cursor.advance()
         return rows, lines
 
@@ -513,9 +547,11 @@ def _cells(text: Iterable[str]) -> Iterator[tuple[int, str | None, str]]:
         return
 
 
-def _stream_rows(folder: Path, table: Table, problems: list[Problem]) -> Iterator[tuple[int, Any]]:
-    """The rows of one table and the line each starts on, read from the file as they are used;
-    defects go to ``problems``, as with ``_read_table``."""
+def _stream_rows(
+    folder: Path, table: Table, problems: list[Problem], parse: bool = True
+) -> Iterator[tuple[int, Any]]:
+    """The rows of one table and the line each starts on, read from the file as they are used
+    (``_Unparsed`` unless ``parse``); defects go to ``problems``, as with ``_read_table``."""
     path = folder / table.file
     if not _present(path, problems, required=table.required):
         return
@@ -523,7 +559,7 @@ def _stream_rows(folder: Path, table: Table, problems: list[Problem]) -> Iterato
         problems.append(_not_utf8(path, table))
         return
     with path.open(encoding="utf-8-sig", newline="") as text:
-        yield from _parse_rows(str(path), table, text, problems)
+        yield from _parse_rows(str(path), table, text, problems, parse)
 
 
 def _is_utf8(path: Path) -> bool:
@@ -540,10 +576,10 @@ def _is_utf8(path: Path) -> bool:
 
 
 def _parse_rows(
-    name: str, table: Table, text: Iterable[str], problems: list[Problem]
+    name: str, table: Table, text: Iterable[str], problems: list[Problem], parse: bool = True
 ) -> Iterator[tuple[int, Any]]:
-    """Each row of one table's CSV text (lines read with newline="") and the line it starts on;
-    defects go to ``problems``."""
+    """Each row of one table's CSV text (lines read with newline="") and the line it starts on,
+    as ``_Unparsed`` unless ``parse``; defects go to ``problems``."""
     reader = csv.reader(text, strict=True)
     try:
         header = next(reader, None)
@@ -557,6 +593,7 @@ def _parse_rows(
         problems.extend(header_problems)
         return
     line = reader.line_num + 1
+    columns = {column: index for index, column in enumerate(header)}
     while True:
         try:
             cells = next(reader)
@@ -573,6 +610,9 @@ def _parse_rows(
                 Problem(name, f"has {len(cells)} cells, the header has {len(header)}", start)
             )
             continue
+        if not parse:
+            yield start, _Unparsed(name, table, start, columns, cells)
+            continue
         record = {
             column: (cell if cell != "" else None)
             for column, cell in zip(header, cells, strict=True)
@@ -583,6 +623,40 @@ def _parse_rows(
             problems.extend(_problems_of(e, name, start))
         else:
             yield start, row
+
+
+class _Unparsed:
+    """A row read as cells, parsed only when its group is kept (``ParticipantGroups.share``); its
+    keys are the cells as written (a valid id is its cell)."""
+
+    __slots__ = ("name", "table", "line", "columns", "cells")
+
+    def __init__(
+        self, name: str, table: Table, line: int, columns: dict[str, int], cells: list[str]
+    ) -> None:
+        self.name, self.table, self.line = name, table, line
+        self.columns, self.cells = columns, cells  # the header's columns by name, the row's cells
+
+    def _cell(self, column: str) -> str | None:
+        index = self.columns.get(column)
+        return self.cells[index] or None if index is not None else None
+
+    @property
+    def participant_id(self) -> str | None:
+        return self._cell("participant_id")
+
+    @property
+    def report_id(self) -> str | None:
+        return self._cell("report_id")
+
+    def parse(self, problems: list[Problem]) -> Any:
+        """The row's model, or None with its defects added to ``problems``."""
+        record = {column: self.cells[index] or None for column, index in self.columns.items()}
+        try:
+            return self.table.model.model_validate(record)
+        except ValidationError as e:
+            problems.extend(_problems_of(e, self.name, self.line))
+            return None
 
 
 # Separators of files that are not comma separated: what the file uses, and the remedy. Excel

@@ -1,13 +1,16 @@
 """NDJSON export participant by participant: the same files as the whole-study export, the same
-defects reported, nothing written on failure, and the whole-study path for ungrouped tables."""
+defects reported, nothing written on failure, and the whole-study path for ungrouped tables; with
+one process and with worker processes mapping shares of the participants (``--jobs``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from fhir_admsc import export as export_module
 from fhir_admsc.bundle import ndjson_files
 from fhir_admsc.cli import cli, demo_folder
 from fhir_admsc.errors import FileAccessError, InvalidDataError
@@ -21,8 +24,17 @@ from tests.helpers import read_rows, scaled_study, set_cell, write_rows
 NOT_GROUPED = "the rows are not grouped by participant"
 
 
-def export(folder: Path, output: Path) -> Result:
-    return CliRunner().invoke(cli, ["export", str(folder), "--format", "ndjson", "-o", str(output)])
+def export(folder: Path, output: Path, jobs: int = 1) -> Result:
+    return CliRunner().invoke(
+        cli, ["export", str(folder), "--format", "ndjson", "-o", str(output), "--jobs", str(jobs)]
+    )
+
+
+@pytest.fixture(params=[1, 3], ids=["one-process", "three-workers"])
+def jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Processes for the export; workers are used however small the study."""
+    monkeypatch.setattr(export_module, "SMALLEST_STUDY", 1)
+    return request.param
 
 
 def grouped(study: Study) -> Study:
@@ -75,11 +87,14 @@ def row_index(folder: Path, file: str, participant: str, nth: int = 0) -> int:
     [pytest.param(1, id="demo"), pytest.param(40, id="scaled-360-participants")],
 )
 def test_streamed_files_equal_the_whole_study_export(
-    tmp_path: Path, demo_study: Study, copies: int
+    tmp_path: Path,
+    demo_study: Study,
+    copies: int,
+    jobs: int,
 ) -> None:
     folder = tmp_path / "study"
     write_study(grouped(scaled_study(demo_study, copies)), folder)
-    result = export(folder, tmp_path / "out")
+    result = export(folder, tmp_path / "out", jobs)
     assert result.exit_code == 0, result.output
     assert NOT_GROUPED not in result.stderr
     expected = whole_study_files(folder)
@@ -99,12 +114,12 @@ def test_stale_ndjson_files_are_removed_and_others_kept(grouped_dir: Path, tmp_p
     assert files_in(out) == {**whole_study_files(grouped_dir), "notes.txt": "kept"}
 
 
-def test_bom_and_crlf_stream_like_plain_files(grouped_dir: Path, tmp_path: Path) -> None:
+def test_bom_and_crlf_stream_like_plain_files(grouped_dir: Path, tmp_path: Path, jobs: int) -> None:
     expected = whole_study_files(grouped_dir)
     for table in TABLES:
         path = grouped_dir / table.file
         path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
-    result = export(grouped_dir, tmp_path / "out")
+    result = export(grouped_dir, tmp_path / "out", jobs)
     assert result.exit_code == 0, result.output
     assert files_in(tmp_path / "out") == expected
 
@@ -126,10 +141,14 @@ def move_row(folder: Path, file: str, index: int) -> int:
     ],
 )
 def test_ungrouped_table_is_read_whole_with_the_same_output(
-    grouped_dir: Path, tmp_path: Path, file: str, index: int
+    grouped_dir: Path,
+    tmp_path: Path,
+    file: str,
+    index: int,
+    jobs: int,
 ) -> None:
     line = move_row(grouped_dir, file, index)
-    result = export(grouped_dir, tmp_path / "out")
+    result = export(grouped_dir, tmp_path / "out", jobs)
     assert result.exit_code == 0, result.output
     notices = [n for n in result.stderr.splitlines() if NOT_GROUPED in n]
     assert notices == [
@@ -161,12 +180,14 @@ def assert_untouched(out: Path) -> None:
 
 
 def test_defect_in_the_fifth_participant_is_named_and_nothing_is_written(
-    grouped_dir: Path, tmp_path: Path
+    grouped_dir: Path,
+    tmp_path: Path,
+    jobs: int,
 ) -> None:
     index = row_index(grouped_dir, "outcomes.csv", "P05", 3)
     line = set_cell(grouped_dir, "outcomes.csv", index, "value", "eleven")
     out = earlier_output(tmp_path)
-    result = export(grouped_dir, out)
+    result = export(grouped_dir, out, jobs)
     assert result.exit_code == 1
     assert (
         f"{grouped_dir / 'outcomes.csv'}:{line}: column 'value': 'eleven' is not a number"
@@ -178,13 +199,15 @@ def test_defect_in_the_fifth_participant_is_named_and_nothing_is_written(
 
 
 def test_defect_that_is_not_utf8_is_named_like_the_whole_study_read(
-    grouped_dir: Path, tmp_path: Path
+    grouped_dir: Path,
+    tmp_path: Path,
+    jobs: int,
 ) -> None:
     path = grouped_dir / "visits.csv"
     line = row_index(grouped_dir, "visits.csv", "P05") + 2
     path.write_bytes(path.read_bytes().replace(b"P05,baseline", b"P\xe905,baseline"))
     out = earlier_output(tmp_path)
-    result = export(grouped_dir, out)
+    result = export(grouped_dir, out, jobs)
     assert result.exit_code == 1
     problems = whole_study_problems(grouped_dir)
     assert f"visits.csv:{line}: column 'participant_id': 'Pé05' is not UTF-8 text" in problems
@@ -242,12 +265,13 @@ def test_defects_across_participants_are_those_of_the_whole_study_read(
     nth: int,
     column: str,
     value: str,
+    jobs: int,
 ) -> None:
     line = set_cell(
         grouped_dir, file, row_index(grouped_dir, file, participant, nth), column, value
     )
     out = earlier_output(tmp_path)
-    result = export(grouped_dir, out)
+    result = export(grouped_dir, out, jobs)
     assert result.exit_code == 1, result.output
     problems = whole_study_problems(grouped_dir)
     assert f"{grouped_dir / file}:{line}: column " in problems
@@ -256,9 +280,9 @@ def test_defects_across_participants_are_those_of_the_whole_study_read(
     assert_untouched(out)
 
 
-def test_finding_of_no_report_is_named(grouped_dir: Path, tmp_path: Path) -> None:
+def test_finding_of_no_report_is_named(grouped_dir: Path, tmp_path: Path, jobs: int) -> None:
     line = set_cell(grouped_dir, "imaging_findings.csv", 40, "report_id", "NOPE")
-    result = export(grouped_dir, earlier_output(tmp_path))
+    result = export(grouped_dir, earlier_output(tmp_path), jobs)
     assert result.exit_code == 1
     assert (
         f"imaging_findings.csv:{line}: column 'report_id': 'NOPE' is not in imaging_reports.csv"
@@ -274,7 +298,11 @@ def test_finding_of_no_report_is_named(grouped_dir: Path, tmp_path: Path) -> Non
     ],
 )
 def test_interrupted_export_leaves_no_partial_or_temporary_file(
-    grouped_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+    grouped_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: BaseException,
+    jobs: int,
 ) -> None:
     mapped = []
     patient = study_family.patient
@@ -287,7 +315,7 @@ def test_interrupted_export_leaves_no_partial_or_temporary_file(
 
     monkeypatch.setattr(study_family, "patient", failing_patient)
     out = earlier_output(tmp_path)
-    result = export(grouped_dir, out)
+    result = export(grouped_dir, out, jobs)
     assert result.exit_code != 0
     assert mapped == ["P01", "P02", "P03", "P04", "P05"]
     assert_untouched(out)
@@ -327,3 +355,57 @@ def test_failure_while_staging_leaves_the_folder_as_it_was(tmp_path: Path) -> No
 def test_write_files_still_writes_whole_files(tmp_path: Path) -> None:
     write_files(tmp_path / "new", {"x.txt": b"x", "y.txt": b""})
     assert files_in(tmp_path / "new") == {"x.txt": "x", "y.txt": ""}
+
+
+@pytest.fixture
+def hundred_and_eight(tmp_path: Path, demo_study: Study) -> Path:
+    """A grouped study of 108 participants: large enough for the workers by default."""
+    folder = tmp_path / "study"
+    write_study(grouped(scaled_study(demo_study, 12)), folder)
+    assert len(read_rows(folder / "participants.csv")[1]) >= export_module.SMALLEST_STUDY
+    return folder
+
+
+def test_workers_write_the_files_one_process_writes(
+    hundred_and_eight: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = export_module.export_ndjson(hundred_and_eight, tmp_path / "one", jobs=1)
+
+    def one_process(*args, **kwargs):
+        raise AssertionError("the export fell back to one process")
+
+    monkeypatch.setattr(export_module, "_write_ndjson", one_process)
+    counts: list[int] = []
+    shared = export_module.export_ndjson(
+        hundred_and_eight, tmp_path / "two", jobs=2, progress=counts.append
+    )
+    assert shared == alone
+    assert files_in(tmp_path / "two") == files_in(tmp_path / "one")
+    assert counts and counts[-1] == alone.count  # progress ends at the whole count
+    assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]
+
+
+def test_a_worker_that_dies_leaves_no_trace_and_one_process_finishes(
+    hundred_and_eight: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+    rows_to_fhir = export_module.rows_to_fhir
+
+    def killed_in_workers(study):
+        if os.getpid() != parent and study.participants[0].participant_id.endswith("-011"):
+            os._exit(9)  # as the kernel's out-of-memory killer would end it
+        return rows_to_fhir(study)
+
+    monkeypatch.setattr(export_module, "rows_to_fhir", killed_in_workers)
+    one_process = export_module._write_ndjson
+    fallbacks = []
+    monkeypatch.setattr(
+        export_module, "_write_ndjson", lambda *a: fallbacks.append(1) or one_process(*a)
+    )
+    out = earlier_output(tmp_path)
+    done = export_module.export_ndjson(hundred_and_eight, out, jobs=2)
+    assert fallbacks == [1]
+    assert files_in(out) == {**whole_study_files(hundred_and_eight), "notes.txt": "kept"}
+    assert done.count == sum(
+        len(t.splitlines()) for t in whole_study_files(hundred_and_eight).values()
+    )

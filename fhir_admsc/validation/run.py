@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fhir_admsc import r4
+from fhir_admsc.parallel import SMALLEST_BYTES, run_in_order
 from fhir_admsc.resources import fhir_files, label, reference_key
 from fhir_admsc.validation.catalog import Catalog, project_catalog
 from fhir_admsc.validation.engine import Validator, profile_type
@@ -21,7 +22,6 @@ from fhir_admsc.validation.fhirpath import Resolver
 from fhir_admsc.validation.inputs import Document, ndjson_only, read_documents
 from fhir_admsc.validation.issues import Issue
 from fhir_admsc.validation.packages import load_packages
-from fhir_admsc.validation.parallel import SMALLEST_BYTES, run_in_order
 from fhir_admsc.validation.study_rules import RULES
 
 

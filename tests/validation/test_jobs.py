@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from fhir_admsc.bundle import bundle
 from fhir_admsc.cli import cli
 from fhir_admsc.mappings import study_to_fhir
+from fhir_admsc.parallel import SMALLEST_BYTES
 from fhir_admsc.synth import synthesize
-from fhir_admsc.validation.parallel import SMALLEST_BYTES
 from fhir_admsc.validation.run import validate_paths
 
 
@@ -73,3 +73,22 @@ def test_the_command_takes_jobs_and_exits_as_one_process(tmp_path: Path, defecti
     two = runner.invoke(cli, ["validate", "-j", "2", "--format", "json", str(source)])
     assert one.exit_code == two.exit_code == 1
     assert one.stdout == two.stdout
+
+
+def test_a_worker_that_dies_is_an_error_not_a_wait(tmp_path: Path, defective, monkeypatch) -> None:
+    import os
+
+    from fhir_admsc.errors import InternalError
+    from fhir_admsc.validation import run
+
+    parent, check = os.getpid(), run._check
+
+    def killed_in_workers(*args, **kwargs):
+        if os.getpid() != parent:
+            os._exit(9)  # as the kernel's out-of-memory killer would end it
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(run, "_check", killed_in_workers)
+    source = _ndjson(tmp_path / "input", defective)
+    with pytest.raises(InternalError, match="ended abruptly"):
+        validate_paths([source], jobs=2)
