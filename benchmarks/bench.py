@@ -14,6 +14,14 @@ the child's maximum resident set size.
   ``model_validate`` alone on the same resources;
 - push: ``fhir-admsc push`` of a synthetic study into a fresh sekmet-fhir server on loopback,
   beside one PUT request per resource of a same-sized study into the same server;
+- whole commands: ``fhir-admsc export`` and ``validate`` (CPU of the process), beside the same
+  work through fhir.resources (benchmarks/through_models.py); start-up of ``--version`` and
+  ``export --demo``;
+- every core: ``validate --jobs 2`` and ``export --format ndjson --jobs 2`` against ``--jobs 1``
+  on a ``--cores``-participant study (wall time; reports and files compared);
+- push into HAPI FHIR (tests/hapi, built by the test suite): ``--concurrency 2`` against
+  ``--concurrency 1`` and one PUT per resource, with the server's CPU a resource beside the
+  client's (a push bounded by the server shows as such);
 - memory: ``fhir-admsc export --format ndjson`` of a ``--big``-participant synthetic study.
 """
 
@@ -21,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +46,9 @@ sys.path.insert(0, str(ROOT))
 from fhir_admsc.bundle import bundle_text, ndjson_line  # noqa: E402
 from fhir_admsc.fhir import model_class  # noqa: E402
 from fhir_admsc.mappings import study_to_fhir  # noqa: E402
+from fhir_admsc.study import Study  # noqa: E402
 from fhir_admsc.synth import synthesize  # noqa: E402
+from fhir_admsc.tables import write_study  # noqa: E402
 from fhir_admsc.validation.run import validate_resources  # noqa: E402
 
 CLI = [sys.executable, "-m", "fhir_admsc"]
@@ -57,19 +69,34 @@ def ratio(label: str, value: float) -> None:
 
 
 def run(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident MiB of one command (which must succeed).
+    """Wall seconds and peak resident MiB of one command (which must succeed)."""
+    wall, mib, _ = timed(command)
+    return wall, mib
 
-    GNU time measures the peak: a child forked from this (large) process would count the pages it
-    shared with it before exec.
+
+def timed(command: list[str], exit_codes: tuple[int, ...] = (0,)) -> tuple[float, float, float]:
+    """Wall seconds, peak resident MiB (of its largest process) and CPU seconds (user + system,
+    its children included) of one command, which must end with one of ``exit_codes``.
+
+    GNU time measures: a child forked from this (large) process would count the pages it shared
+    with it before exec.
     """
     start = time.perf_counter()
     done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        ["/usr/bin/time", "-f", "%M %U %S", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
+    if done.returncode not in exit_codes:
         sys.exit(f"failed: {' '.join(command)}\n{done.stderr.decode()[-2000:]}")
-    return seconds, int(done.stderr.decode().split()[-1]) / 1024
+    peak, user, system = done.stderr.decode().split()[-3:]
+    return seconds, int(peak) / 1024, float(user) + float(system)
+
+
+def median_of(runs: int, command: list[str], exit_codes: tuple[int, ...] = (0,)) -> float:
+    """The median CPU seconds of ``runs`` runs of a whole command."""
+    return statistics.median(timed(command, exit_codes)[2] for _ in range(runs))
 
 
 def export_and_validate(participants: int, with_reference: bool) -> None:
@@ -107,6 +134,32 @@ def export_and_validate(participants: int, with_reference: bool) -> None:
     ratio("speed-up", parse_s / validate_s)
     if with_reference:
         reference(payload, count)
+    whole_commands(study, count)
+
+
+def whole_commands(study: Study, count: int) -> None:
+    """Export and validate as whole commands (start-up, reading and writing included), each
+    beside the same work through fhir.resources in one process; CPU seconds, median of 3."""
+    print("whole commands (CPU of the process, median of 3 runs)")
+    models = [sys.executable, str(ROOT / "benchmarks" / "through_models.py")]
+    with tempfile.TemporaryDirectory() as folder:
+        study_dir, bundle_path = Path(folder) / "study", Path(folder) / "bundle.json"
+        write_study(study, study_dir)
+        ours = median_of(3, [*CLI, "export", str(study_dir), "-o", str(bundle_path), "-q"])
+        theirs = median_of(3, [*models, str(study_dir), str(Path(folder) / "models.json")])
+        line("fhir-admsc export DIR -o bundle.json", count, ours)
+        line("baseline: the same through fhir.resources", count, theirs)
+        ratio("speed-up (whole export)", theirs / ours)
+        command = [*CLI, "validate", "-q", "--jobs", "1", str(bundle_path)]
+        ours = median_of(3, command, exit_codes=(0, 1))
+        theirs = median_of(3, [*models, "--parse", str(bundle_path)])
+        line("fhir-admsc validate bundle.json (one core)", count, ours)
+        line("baseline: json.load + model_validate", count, theirs)
+        ratio("speed-up (whole validate)", theirs / ours)
+        ours = median_of(3, [*CLI, "--version"])
+        demo = median_of(3, [*CLI, "export", "--demo", "-o", str(Path(folder) / "demo.json")])
+        print(f"  {'start: fhir-admsc --version':<44} {ours:>10.2f} s CPU")
+        print(f"  {'start: fhir-admsc export --demo':<44} {demo:>10.2f} s CPU")
 
 
 def reference(payload: dict[str, Any], count: int) -> None:
@@ -166,6 +219,84 @@ def push(participants: int, folder: Path) -> None:
     ratio("speed-up", (ours / ours_s) / (len(theirs) / baseline_s))
 
 
+def push_hapi(participants: int, folder: Path) -> None:
+    """push --concurrency 2 against --concurrency 1 and one PUT per resource, into HAPI FHIR (the
+    test server of tests/hapi, full JIT); the server's CPU per resource beside the client's."""
+    import requests
+
+    from tests.servers import _announced_base, _hapi_jar, _running
+
+    print(f"push into HAPI FHIR (loopback; studies of {participants} participants each)")
+    exports = {}
+    for seed, name in ((21, "warm-up"), (22, "c1"), (23, "c2"), (24, "baseline"), (25, "c2b")):
+        target = folder / f"hapi-{name}"
+        size = max(2, participants // 4) if name == "warm-up" else participants
+        run(
+            [*CLI, "synth", "--participants", str(size), "--seed", str(seed)]
+            + ["-o", str(target / "study")]
+        )
+        run([*CLI, "export", str(target / "study"), "--format", "ndjson", "-o", str(target)])
+        exports[name] = target
+    command = ["java", "-Xmx2g", "-jar", str(_hapi_jar()), "0"]
+    (folder / "hapi").mkdir()
+    with _running("hapi", command, folder / "hapi", _announced_base, timeout=300) as server:
+
+        def server_cpu() -> float:
+            fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        def push(name: str, concurrency: int) -> tuple[int, float, float, float]:
+            count = sum(1 for f in exports[name].glob("*.ndjson") for _ in f.open("rb"))
+            before = server_cpu()
+            wall, _, cpu = timed(
+                [
+                    *CLI,
+                    "push",
+                    str(exports[name]),
+                    "--server",
+                    server.base_url,
+                    "--concurrency",
+                    str(concurrency),
+                    "-q",
+                ]
+            )
+            return count, wall, cpu, server_cpu() - before
+
+        push("warm-up", 2)  # the JVM compiles its hot paths
+        rows = {"c1": push("c1", 1), "c2": push("c2", 2)}
+        theirs = [
+            json.loads(text)
+            for file in sorted(exports["baseline"].glob("*.ndjson"))
+            for text in file.read_text().splitlines()
+        ]
+        session = requests.Session()
+        headers = {"Content-Type": "application/fhir+json"}
+        before, start = server_cpu(), time.perf_counter()
+        for r in theirs:
+            url = f"{server.base_url}/{r['resourceType']}/{r['id']}"
+            session.put(url, data=json.dumps(r), headers=headers, timeout=60).raise_for_status()
+        rows["baseline"] = (len(theirs), time.perf_counter() - start, 0.0, server_cpu() - before)
+        rows["c2b"] = push("c2b", 2)  # again, later: the server's store has grown meanwhile
+    labels = {
+        "c1": "fhir-admsc push --concurrency 1 (wall)",
+        "c2": "fhir-admsc push --concurrency 2 (wall)",
+        "c2b": "  the same, after the baseline (wall)",
+        "baseline": "baseline: one PUT per resource (wall)",
+    }
+    for name in ("c1", "c2", "c2b", "baseline"):
+        count, wall, cpu, server = rows[name]
+        client = f"client {cpu / count * 1000:.2f} ms, " if cpu else ""
+        line(
+            labels[name],
+            count,
+            wall,
+            f"  CPU a resource: {client}server {server / count * 1000:.2f} ms",
+        )
+    per = {name: rows[name][0] / rows[name][1] for name in rows}
+    ratio("speed-up of --concurrency 2", per["c2"] / per["c1"])
+    ratio("--concurrency 1 against one PUT each", per["c1"] / per["baseline"])
+
+
 def memory(participants: int, folder: Path) -> None:
     print(f"memory: a {participants:,}-participant study")
     study = folder / "big"
@@ -198,12 +329,29 @@ def cores(participants: int, folder: Path) -> None:
         line(label, count, walls[jobs], f"  {mib:>8,.0f} MiB peak (largest process)")
     same = (folder / "report-1.json").read_bytes() == (folder / "report-2.json").read_bytes()
     ratio("speed-up of --jobs 2" + ("" if same else " (REPORTS DIFFER)"), walls[1] / walls[2])
+    print(f"every core: export the {participants:,}-participant study as NDJSON")
+    for jobs in (2, 1):
+        command = [*CLI, "export", str(study), "--format", "ndjson", "-j", str(jobs), "-q"]
+        walls[jobs] = statistics.median(
+            run([*command, "-o", str(folder / f"export-{jobs}")])[0] for _ in range(3)
+        )
+        mib = run([*command, "-o", str(folder / f"export-{jobs}")])[1]
+        label = f"fhir-admsc export --jobs {jobs} (wall, median of 3)"
+        line(label, count, walls[jobs], f"  {mib:>8,.0f} MiB peak (largest process)")
+    same = all(
+        (folder / "export-1" / p.name).read_bytes() == p.read_bytes()
+        for p in (folder / "export-2").iterdir()
+    ) and len(list((folder / "export-1").iterdir())) == len(list((folder / "export-2").iterdir()))
+    ratio("speed-up of --jobs 2" + ("" if same else " (FILES DIFFER)"), walls[1] / walls[2])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=300, help="export and validate")
     parser.add_argument("--push", type=int, default=40, help="participants per pushed study")
+    parser.add_argument(
+        "--hapi", type=int, default=40, help="participants per study pushed into HAPI FHIR"
+    )
     parser.add_argument("--big", type=int, default=20000, help="participants of the memory run")
     parser.add_argument(
         "--cores", type=int, default=2000, help="participants of the --jobs run (validate NDJSON)"
@@ -216,6 +364,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if args.push:
             push(args.push, Path(folder))
+        if args.hapi:
+            push_hapi(args.hapi, Path(folder))
         if args.cores:
             cores(args.cores, Path(folder))
         if args.big:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from fhir_admsc import ids
+from fhir_admsc.jsonio import compact
 from fhir_admsc.resources import key
 
 BundleType = Literal["transaction", "collection"]
@@ -58,7 +59,7 @@ def _text(head: dict[str, Any], entries: Iterable[dict[str, Any]]) -> str:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return compact(value)
 
 
 def ndjson_line(resource: dict[str, Any]) -> str:

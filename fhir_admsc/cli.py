@@ -499,6 +499,13 @@ def server_options(command=None, *, required: bool = True):
     show_default=True,
     help="The longest wait in seconds before a retry, Retry-After included.",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Chunks compared and sent at a time; a chunk waits for those holding what it refers to.",
+)
 def push(
     source: Path,
     mode: str,
@@ -509,6 +516,7 @@ def push(
     resume: bool,
     retries: int,
     retry_wait: float,
+    concurrency: int,
     **server: Any,
 ) -> None:
     """Upsert a Bundle, an NDJSON folder or a study folder into a FHIR server; re-pushing the
@@ -547,6 +555,7 @@ def push(
             journal=journal,
             progress=progress,
             results=shown,
+            concurrency=concurrency,
         )
     _summary(
         ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n) or "nothing to push"

@@ -155,7 +155,7 @@ def _write_ndjson_shared(
     groups.prepare()  # once here, rather than once in each worker
     stale = [p.name for p in output.glob("*.ndjson")] if output.is_dir() else []
     done = counter()
-    steps = [range(k * groups.steps // jobs, (k + 1) * groups.steps // jobs) for k in range(jobs)]
+    steps = _shares(groups.steps, jobs)
     with StagedFiles(output, stale) as staged, scratch_folder(output) as scratch:
         count = 0
         for resource in study_level_to_fhir(groups.info):
@@ -178,6 +178,20 @@ def _write_ndjson_shared(
         if progress:
             progress(count)
     return Exported(groups.info.study_id, count, files=len(staged.names))
+
+
+# What reading a row as cells only costs (the rows before a share), against reading, mapping and
+# writing it: measured on synthetic studies, about a tenth.
+SKIP = 0.09
+
+
+def _shares(steps: int, jobs: int) -> list[range]:
+    """``jobs`` consecutive ranges of ``steps`` of about equal cost: share k also reads the rows
+    before it, at SKIP of a step each, so the later shares are smaller (k starts at
+    steps * (1 - (1 - SKIP) ** k) / (1 - (1 - SKIP) ** jobs))."""
+    whole = 1 - (1 - SKIP) ** jobs
+    bounds = [round(steps * (1 - (1 - SKIP) ** k) / whole) for k in range(jobs + 1)]
+    return [range(start, stop) for start, stop in zip(bounds, bounds[1:], strict=False)]
 
 
 _Share = tuple[dict[str, dict[Part, str]], int]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from functools import lru_cache
 
 from fhir_admsc.terminology import CANONICAL_BASE, identifier_system
 
@@ -26,6 +27,7 @@ def identifier(study_id: str, kind: str, key: str) -> dict[str, str]:
     return {"system": identifier_system(kind), "value": value}
 
 
+@lru_cache(maxsize=1 << 14)  # a resource's id is also in every reference to it: the study's in all
 def resource_id(study_id: str, resource_type: str, key: str) -> str:
     """A stable id (UUIDv5) over study, resource type and the record's key."""
     digest = _NAMESPACE_HASH.copy()

@@ -70,7 +70,7 @@ class Journal:
         # resource -> content hash of its last line, if done (with SKIPPED once this run skips
         # it); about 150 bytes a resource
         self._done: dict[int, int] = {}
-        self._hashes: dict[str, str] = {}  # resource -> content hash, in the chunk under way
+        self._hashes: dict[str, str] = {}  # resource -> content hash, of the chunks under way
         resumed = resume and path.exists()
         self._earlier = self._index() if resumed else 0  # bytes of the report from earlier runs
         with file_access(path, "write"):
@@ -109,7 +109,6 @@ class Journal:
 
     def pending(self, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The resources of a chunk still to push (all of them unless resuming)."""
-        self._hashes = {}
         todo = []
         for resource in part:
             name, sha = key(resource), content_hash(resource)
@@ -130,7 +129,7 @@ class Journal:
     def record(self, outcomes: list[PushResult]) -> None:
         """Append the lines of a chunk, each with its content hash, and sync them to disk."""
         text = "".join(
-            replace(o, sha256=self._hashes.get(o.resource)).json_line() for o in outcomes
+            replace(o, sha256=self._hashes.pop(o.resource, None)).json_line() for o in outcomes
         )
         with file_access(self.path, "write"):
             self._file.write(text.encode())

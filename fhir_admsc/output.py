@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -100,10 +102,8 @@ class StagedFiles:
         """Take a closed temporary file (see ``hand_over``) of a folder on the same file system
         as part ``part`` of the file ``name``: it is moved here, then joined, committed or
         discarded with the rest."""
-        handle, moved = _temporary(self.folder, name)
-        handle.close()
+        moved = _moved(temporary, self.folder, name)
         self._parts.setdefault(name, {})[part] = (None, moved)
-        os.replace(temporary, moved)
 
     @property
     def names(self) -> list[str]:
@@ -112,9 +112,7 @@ class StagedFiles:
 
     def _commit(self) -> None:
         try:
-            staged = [
-                (self._join(parts), self.folder / name) for name, parts in self._parts.items()
-            ]
+            staged = self._joined()
         except BaseException:
             self.discard()
             raise
@@ -129,22 +127,26 @@ class StagedFiles:
             if name not in self._parts and (self.folder / name).exists():
                 (self.folder / name).unlink()
 
-    def _join(self, parts: dict[Part, tuple[BinaryIO | None, str]]) -> str:
-        """The parts of one file appended to its first part, synced; the first part's path."""
-        (out, path), *rest = (parts[part] for part in sorted(parts))  # type: ignore[type-var]
-        if out is None:  # adopted: appended to at its end (not O_APPEND: copies stay in the kernel)
-            out = open(path, "r+b")  # noqa: SIM115 - closed below
-            out.seek(0, os.SEEK_END)
-        for handle, temporary in rest:
-            if handle is not None:
-                handle.close()
-            _append(temporary, out)
-        out.flush()
-        os.fsync(out.fileno())
-        out.close()
-        for _, temporary in rest:
-            os.unlink(temporary)
-        return path
+    def _joined(self) -> list[tuple[str, Path]]:
+        """Each file's parts copied after its first part, in part order, and synced: the first
+        parts' paths with their targets. The copies (at offsets known from the parts' sizes) and
+        the syncs run side by side on threads, in the kernel where it can."""
+        files: list[tuple[str, Path, list[str]]] = []
+        copies: list[tuple[str, str, int]] = []
+        for name, parts in self._parts.items():
+            (first, path), *rest = (parts[part] for part in sorted(parts))  # type: ignore[type-var]
+            offset = _closed_size(first, path)
+            for handle, temporary in rest:
+                copies.append((temporary, path, offset))
+                offset += _closed_size(handle, temporary)
+            files.append((path, self.folder / name, [temporary for _, temporary in rest]))
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda copy: _copy_into(*copy), copies))
+            list(pool.map(_sync, [path for path, _, _ in files]))
+        for _, _, pieces in files:
+            for piece in pieces:
+                os.unlink(piece)
+        return [(path, target) for path, target, _ in files]
 
     def discard(self) -> None:
         """Close and delete every temporary file (what leaving the block by an error does)."""
@@ -156,25 +158,56 @@ class StagedFiles:
                     os.unlink(temporary)
 
 
-def _append(path: str, out: BinaryIO) -> None:
-    """Append the file at ``path`` to ``out``: in the kernel where it can (no copy through
-    Python), else through a buffer."""
-    with open(path, "rb") as piece:
-        out.flush()
-        size = os.fstat(piece.fileno()).st_size
+def _moved(temporary: str, folder: Path, name: str) -> str:
+    """Move a temporary file into ``folder`` under a new temporary name for ``name``, without
+    renaming over a file (on ext4 that would write the moved file's data out at once)."""
+    while True:
+        moved = str(folder / f".{name}.{secrets.token_hex(6)}.tmp")
         try:
-            while size > 0:
-                sent = os.copy_file_range(piece.fileno(), out.fileno(), size)
+            os.link(temporary, moved)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            os.replace(temporary, moved)
+            return moved
+        os.unlink(temporary)
+        return moved
+
+
+def _closed_size(handle: BinaryIO | None, path: str) -> int:
+    """The size of a staged part, its handle (if still open) closed first."""
+    if handle is not None:
+        handle.close()
+    return os.path.getsize(path)
+
+
+def _copy_into(source: str, target: str, offset: int) -> None:
+    """Copy the file ``source`` into ``target`` at ``offset``: in the kernel where it can (no
+    copy through Python), else through a buffer."""
+    with open(source, "rb") as piece, open(target, "r+b") as out:
+        size, done = os.fstat(piece.fileno()).st_size, 0
+        try:
+            while done < size:
+                sent = os.copy_file_range(
+                    piece.fileno(), out.fileno(), size - done, done, offset + done
+                )
                 if sent == 0:
                     break
-                size -= sent
-            if size == 0:
-                return
+                done += sent
         except (AttributeError, OSError):  # not Linux, or not between these file systems
             pass
-        piece.seek(os.fstat(piece.fileno()).st_size - size)
-        out.seek(0, os.SEEK_END)
-        shutil.copyfileobj(piece, out, 1024 * 1024)
+        piece.seek(done)
+        while done < size and (block := piece.read(1024 * 1024)):
+            os.pwrite(out.fileno(), block, offset + done)
+            done += len(block)
+
+
+def _sync(path: str) -> None:
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ against the whole input, as one process does. Export maps shares of the particip
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -79,8 +80,12 @@ class WorkerLost(Exception):
 
 def _pool(jobs: int) -> ProcessPoolExecutor:
     """``jobs`` workers forked from this process when the first task is given; a worker that
-    dies breaks the pool (its tasks raise), rather than leaving them waiting."""
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"))
+    dies breaks the pool (its tasks raise), rather than leaving them waiting. What exists at the
+    fork is kept from the workers' cycle collector (``gc.freeze``): walking it would copy every
+    page it touches out of the memory they share with this process."""
+    return ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=gc.freeze
+    )
 
 
 def can_fork() -> bool:

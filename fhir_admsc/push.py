@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -421,14 +422,17 @@ def push_all(
     journal: Journal | None = None,
     progress: Callable[[int], None] | None = None,
     results: Callable[[PushResult], None] | None = None,
+    concurrency: int = 1,
 ) -> Counter[str]:
     """Push every resource of ``source`` a chunk at a time and return how many had each outcome
     ("done before" for those a resumed ``journal`` skips). A dry run plans and sends nothing.
 
-    ``results`` is told of every resource's result as its chunk is done, ``progress`` of the
-    number of resources gone through. The ``journal``, when given, records every chunk's results
-    and is finished once the whole input went through; on a server failure it is closed and the
-    ServerError says that the push can resume from it.
+    ``concurrency`` chunks are compared and sent at a time (see ``_InFlight``): a chunk goes once
+    the chunks holding what it refers to are done. ``results`` is told of every resource's result
+    as its chunk is done, ``progress`` of the number of resources gone through. The ``journal``,
+    when given, records every chunk's results and is finished once the whole input went through;
+    on a server failure the chunks under way are waited for and recorded, the journal is closed
+    and the ServerError says that the push can resume from it.
     """
     capabilities = client.capabilities()
     if mode == "transaction" and not capabilities.transaction:
@@ -442,24 +446,35 @@ def push_all(
                 "(its CapabilityStatement says so): set `match` to id"
             )
     pusher = Pusher(client, match)
+
+    def work(todo: list[dict[str, Any]]) -> list[PushResult]:
+        outcomes = pusher.plan(todo)
+        return outcomes if dry_run else pusher.send(todo, outcomes, mode, chunk)
+
     counts: Counter[str] = Counter()
     done = 0
+
+    def take(outcomes: list[PushResult], size: int) -> None:
+        nonlocal done
+        if journal:
+            journal.record(outcomes)
+        counts.update(o.outcome for o in outcomes)
+        for outcome in outcomes if results else ():
+            results(outcome)
+        done += size
+        if progress:
+            progress(done)
+
+    flight = _InFlight(work, concurrency)
     try:
         for part in source.chunks(chunk):
             todo = journal.pending(part) if journal else part
             counts["done before"] += len(part) - len(todo)
             pusher.met(part)  # the skipped ones too: later resources may refer to them
-            outcomes = pusher.plan(todo) if todo else []
-            if not dry_run:
-                outcomes = pusher.send(todo, outcomes, mode, chunk)
-            if journal:
-                journal.record(outcomes)
-            counts.update(o.outcome for o in outcomes)
-            for outcome in outcomes if results else ():
-                results(outcome)
-            done += len(part)
-            if progress:
-                progress(done)
+            for finished in flight.send(todo, len(part)):
+                take(*finished)
+        for finished in flight.drain():
+            take(*finished)
     except ServerError as e:
         if journal is None:
             raise
@@ -468,8 +483,83 @@ def push_all(
             "run the same push again with `resume` to push the rest"
         ) from None
     finally:
+        flight.close()
         if journal:
             journal.close()
     if journal:
         journal.finish()
     return counts
+
+
+class _InFlight:
+    """Chunks compared and sent by ``concurrency`` threads at once.
+
+    A chunk is started once every chunk under way that holds a resource it refers to is done (the
+    server then has those), and while fewer than ``concurrency`` are under way; chunks of one
+    reference level therefore go side by side, and a chunk never waits on one it does not need.
+    Finished chunks are handed back as (results, resources gone through). After a failure no
+    chunk is started; those under way are waited for and handed back (what the server stored is
+    recorded), then the first failure is raised.
+    """
+
+    def __init__(self, work: Callable[[list[dict[str, Any]]], list[PushResult]], concurrency: int):
+        self.work = work
+        self.concurrency = max(1, concurrency)
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="push")
+        self.out: dict[Future[list[PushResult]], tuple[int, list[str]]] = {}  # size, Type/ids
+        self.holder: dict[str, Future[list[PushResult]]] = {}  # Type/id -> its chunk under way
+
+    def send(self, todo: list[dict[str, Any]], size: int) -> Iterator[tuple[list[PushResult], int]]:
+        """Start a chunk (``size`` resources gone through, ``todo`` of them to push), handing back
+        the chunks that finish while it waits for its turn."""
+        if not todo:
+            yield [], size
+            return
+        needs = {
+            self.holder[ref["reference"]]
+            for resource in todo
+            for ref in references_in(resource)
+            if ref["reference"] in self.holder
+        }
+        while self.out and (len(self.out) >= self.concurrency or needs & self.out.keys()):
+            yield from self._finished(wait(self.out, return_when=FIRST_COMPLETED).done)
+        future = self.pool.submit(self.work, todo)
+        names = [key(r) for r in todo]
+        self.out[future] = (size, names)
+        self.holder.update(dict.fromkeys(names, future))
+
+    def drain(self) -> Iterator[tuple[list[PushResult], int]]:
+        """Hand back every chunk under way as it finishes."""
+        while self.out:
+            yield from self._finished(wait(self.out, return_when=FIRST_COMPLETED).done)
+
+    def _finished(
+        self, done: Iterable[Future[list[PushResult]]]
+    ) -> Iterator[tuple[list[PushResult], int]]:
+        for future in sorted(done, key=list(self.out).index):  # in the order they were started
+            size, names = self.out.pop(future)
+            for name in names:
+                if self.holder.get(name) is future:
+                    del self.holder[name]
+            try:
+                outcomes = future.result()
+            except BaseException:
+                yield from self._rest()
+                raise
+            yield outcomes, size
+
+    def _rest(self) -> Iterator[tuple[list[PushResult], int]]:
+        """After a failure: the chunks still under way, as they finish (their own failures are
+        dropped: the first one is reported)."""
+        while self.out:
+            future = next(iter(self.out))
+            size, _ = self.out.pop(future)
+            try:
+                outcomes = future.result()
+            except BaseException:  # noqa: BLE001, S112 - the first failure is the one raised
+                continue
+            yield outcomes, size
+
+    def close(self) -> None:
+        """Stop: chunks not started are dropped, those under way are waited for."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
