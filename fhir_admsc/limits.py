@@ -145,14 +145,17 @@ def _not_finite(text: str) -> float:
 
 
 def _depth(value: Any) -> int:
-    """How deep ``value`` nests, walked level by level (no recursion, whatever the depth)."""
+    """How deep ``value`` nests, walked level by level (no recursion, whatever the depth); a
+    parsed document holds only dicts and lists as containers, so their exact types are tested."""
     depth, level = 0, [value] if isinstance(value, dict | list) else []
     while level:
         depth += 1
         deeper: list[Any] = []
+        keep = deeper.append
         for item in level:
-            children = item.values() if isinstance(item, dict) else item
-            deeper.extend(c for c in children if isinstance(c, dict | list))
+            for child in item.values() if type(item) is dict else item:
+                if type(child) is dict or type(child) is list:
+                    keep(child)
         level = deeper
     return depth
 

@@ -183,15 +183,17 @@ def _hapi_jar() -> Path:
     return jar
 
 
+# The client compiler alone starts the JVM in about half the time (11 s, not 24 s) and a test
+# session is short; the serial collector keeps its memory near 600 MB at start and 1 GB after the
+# whole suite (the in-memory database lives in the heap), and works on the requests' threads.
+HAPI_JVM = ["java", "-Xmx768m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+
+
 @pytest.fixture(scope="session")
 def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
     """HAPI FHIR's JPA server (tests/hapi), in memory: its defaults, plus Bulk Data $export and
     $import (which fetches files from loopback URLs only)."""
-    # The client compiler alone starts the JVM in about half the time (11 s, not 24 s) and a test
-    # session is short; the serial collector keeps its memory near 600 MB at start and 1 GB after
-    # the whole suite (the in-memory database lives in the heap).
-    command = ["java", "-Xmx768m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
-    command += ["-jar", str(_hapi_jar()), "0"]
+    command = [*HAPI_JVM, "-jar", str(_hapi_jar()), "0"]
     folder = tmp_path_factory.mktemp("hapi")
     with _running(
         "hapi", command, folder, _announced_base, timeout=HAPI_START_TIMEOUT, cwd=folder

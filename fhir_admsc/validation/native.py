@@ -70,6 +70,8 @@ def _dom_3(node: Any, resource: dict[str, Any]) -> bool | None:
     if not isinstance(node, dict):
         return None
     contained = _items(node.get("contained"))
+    if not contained:
+        return True
     if not all(isinstance(c, dict) for c in contained):
         return None
     pointers = {text for text in _strings(resource) if text.startswith("#")}
