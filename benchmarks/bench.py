@@ -188,17 +188,12 @@ def push(participants: int, folder: Path) -> None:
     print(f"push (sekmet-fhir on loopback, two studies of {participants} participants)")
     ours_dir, theirs_dir = folder / "push-ours", folder / "push-baseline"
     for seed, target in ((11, ours_dir), (12, theirs_dir)):
-        subprocess.run(
+        study = folder / f"study-{target.name}"  # beside the NDJSON folder: push reads all in it
+        run(
             [*CLI, "synth", "--participants", str(participants), "--seed", str(seed)]
-            + ["-o", str(target / "study")],
-            check=True,
-            capture_output=True,
+            + ["-o", str(study)]
         )
-        subprocess.run(
-            [*CLI, "export", str(target / "study"), "--format", "ndjson", "-o", str(target)],
-            check=True,
-            capture_output=True,
-        )
+        run([*CLI, "export", str(study), "--format", "ndjson", "-o", str(target)])
     (folder / "sekmet").mkdir()
     with running_sekmet(folder / "sekmet") as server:
         theirs = [
