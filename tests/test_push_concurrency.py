@@ -26,7 +26,7 @@ def resource(name: str, *refers_to: str) -> dict:
 class Recorder:
     """The work of a push: records when each chunk (named by its first resource) ran."""
 
-    def __init__(self, seconds: float = 0.05, fail: str | None = None) -> None:
+    def __init__(self, seconds: float = 0.2, fail: str | None = None) -> None:
         self.seconds, self.fail = seconds, fail
         self.spans: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
