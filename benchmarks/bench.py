@@ -180,39 +180,32 @@ def reference(payload: dict[str, Any], count: int) -> None:
     )
 
 
-def push(participants: int, folder: Path) -> None:
-    import requests
+def synthetic_ndjson(folder: Path, name: str, participants: int, seed: int) -> tuple[Path, Path]:
+    """A synthetic study folder and its NDJSON export, side by side in ``folder`` (a push reads
+    everything in the folder it is given); their paths."""
+    study, out = folder / f"{name}-study", folder / name
+    run(
+        [*CLI, "synth", "--participants", str(participants), "--seed", str(seed)]
+        + ["-o", str(study)]
+    )
+    run([*CLI, "export", str(study), "--format", "ndjson", "-o", str(out)])
+    return study, out
 
+
+def push(participants: int, folder: Path) -> None:
     from tests.servers import running_sekmet
 
     print(f"push (sekmet-fhir on loopback, two studies of {participants} participants)")
-    ours_dir, theirs_dir = folder / "push-ours", folder / "push-baseline"
-    for seed, target in ((11, ours_dir), (12, theirs_dir)):
-        study = folder / f"study-{target.name}"  # beside the NDJSON folder: push reads all in it
-        run(
-            [*CLI, "synth", "--participants", str(participants), "--seed", str(seed)]
-            + ["-o", str(study)]
-        )
-        run([*CLI, "export", str(study), "--format", "ndjson", "-o", str(target)])
+    _, ours_dir = synthetic_ndjson(folder, "push-ours", participants, 11)
+    _, theirs_dir = synthetic_ndjson(folder, "push-baseline", participants, 12)
     (folder / "sekmet").mkdir()
     with running_sekmet(folder / "sekmet") as server:
-        theirs = [
-            json.loads(text)
-            for file in sorted(theirs_dir.glob("*.ndjson"))
-            for text in file.read_text().splitlines()
-        ]
-        session = requests.Session()
-        headers = {"Content-Type": "application/fhir+json"}
-        start = time.perf_counter()
-        for r in theirs:
-            url = f"{server.base_url}/{r['resourceType']}/{r['id']}"
-            session.put(url, data=json.dumps(r), headers=headers, timeout=60).raise_for_status()
-        baseline_s = time.perf_counter() - start
+        theirs, baseline_s, _ = _put_each(theirs_dir, server.base_url)
         ours_s, ours_mib = run([*CLI, "push", str(ours_dir), "--server", server.base_url])
         ours = sum(len(f.read_text().splitlines()) for f in ours_dir.glob("*.ndjson"))
     line("fhir-admsc push (whole command, wall)", ours, ours_s, f"  {ours_mib:,.0f} MiB peak")
-    line("baseline: one PUT per resource (wall)", len(theirs), baseline_s)
-    ratio("speed-up", (ours / ours_s) / (len(theirs) / baseline_s))
+    line("baseline: one PUT per resource (wall)", theirs, baseline_s)
+    ratio("speed-up", (ours / ours_s) / (theirs / baseline_s))
 
 
 def push_hapi(participants: int, folder: Path) -> None:
@@ -229,13 +222,7 @@ def push_hapi(participants: int, folder: Path) -> None:
     names = ["warm-1", "warm-2", "c1-a", "c2-a", "c1-b", "c2-b", "baseline"]
     exports = {}
     for seed, name in enumerate(names, start=21):
-        target, study = folder / f"hapi-{name}", folder / f"hapi-study-{name}"
-        run(
-            [*CLI, "synth", "--participants", str(participants), "--seed", str(seed)]
-            + ["-o", str(study)]
-        )
-        run([*CLI, "export", str(study), "--format", "ndjson", "-o", str(target)])
-        exports[name] = target
+        exports[name] = synthetic_ndjson(folder, f"hapi-{name}", participants, seed)[1]
     command = [*HAPI_JVM, "-jar", str(_hapi_jar()), "0"]
     (folder / "hapi").mkdir()
     rows: dict[str, tuple[int, float, float, float]] = {}
@@ -276,7 +263,8 @@ def push_hapi(participants: int, folder: Path) -> None:
 
 def _put_each(folder: Path, base_url: str) -> tuple[int, float, float]:
     """One PUT per resource of an NDJSON folder, referenced ones first (HAPI refuses a reference
-    to what it does not hold yet): how many, wall and CPU seconds of this process."""
+    to what it does not hold yet): how many, wall and CPU seconds of this process. The baseline
+    of both push figures."""
     import requests
 
     resources = ordered(
@@ -314,9 +302,7 @@ def memory(participants: int, folder: Path) -> None:
 def cores(participants: int, folder: Path) -> None:
     """validate --jobs 2 against --jobs 1 on an NDJSON export: wall time, the same report."""
     print(f"every core: validate an NDJSON export of {participants:,} participants")
-    study, out = folder / "cores", folder / "cores-ndjson"
-    run([*CLI, "synth", "--participants", str(participants), "--seed", "5", "-o", str(study)])
-    run([*CLI, "export", str(study), "--format", "ndjson", "-o", str(out)])
+    study, out = synthetic_ndjson(folder, "cores", participants, 5)
     count = sum(1 for f in out.glob("*.ndjson") for _ in f.open("rb"))
     walls = {}
     for jobs in (2, 1):

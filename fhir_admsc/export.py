@@ -131,12 +131,17 @@ def _write_ndjson(
     with StagedFiles(output, stale) as staged:
         rows = (pair for study in studies for pair in rows_to_fhir(study))
         for part, resource in chain(((0, r) for r in study_level_to_fhir(info)), rows):
-            line = ndjson_line(resource) + "\n"
-            staged.write(f"{resource['resourceType']}.ndjson", line.encode(), part)
+            _write_line(staged, resource, part)
             count += 1
             if progress:
                 progress(count)
     return Exported(info.study_id, count, files=len(staged.names))
+
+
+def _write_line(staged: StagedFiles, resource: dict[str, Any], part: Part) -> None:
+    """Append ``resource`` as a line of its type's NDJSON file, to part ``part``."""
+    line = ndjson_line(resource) + "\n"
+    staged.write(f"{resource['resourceType']}.ndjson", line.encode(), part)
 
 
 class _ShareFailed(Exception):
@@ -159,8 +164,7 @@ def _write_ndjson_shared(
     with StagedFiles(output, stale) as staged, scratch_folder(output) as scratch:
         count = 0
         for resource in study_level_to_fhir(groups.info):
-            line = ndjson_line(resource) + "\n"
-            staged.write(f"{resource['resourceType']}.ndjson", line.encode(), (0, -1))
+            _write_line(staged, resource, (0, -1))
             count += 1
 
         def poll() -> None:
@@ -208,8 +212,7 @@ def _write_share(
     try:
         for study in groups.share(share):
             for part, resource in rows_to_fhir(study):
-                line = ndjson_line(resource) + "\n"
-                staged.write(f"{resource['resourceType']}.ndjson", line.encode(), part)
+                _write_line(staged, resource, part)
                 count += 1
                 if count % 1000 == 0:
                     with done.get_lock():

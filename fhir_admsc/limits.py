@@ -54,8 +54,6 @@ CSV_ROWS = Limit("FHIR_ADMSC_MAX_CSV_ROWS", 10_000_000, "rows for one table")
 # The tokens that change the nesting depth; strings are matched whole so brackets inside them
 # do not count.
 _DEPTH_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
-# Python reads NaN, Infinity and numbers beyond the float range (1e999) that JSON cannot carry and
-# nothing can send on: text with none of these is spared the walk that finds them.
 
 
 def read_text(path: Path) -> str:

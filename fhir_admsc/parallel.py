@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ SMALLEST = 2_000
 SMALLEST_BYTES = 2 * 1024 * 1024
 RANGE = 500  # resources per task: the progress line moves, and the cores stay busy to the end
 
-# what the forked workers read: set by run_in_order before the fork, cleared after
+# what the forked workers read: set before the fork (_forked), cleared after
 _WORK: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
 
 
@@ -60,32 +61,37 @@ def run_in_order(
         for start, end in bounds:
             yield [check(items[i]) for i in range(start, end)]
         return
-    global _WORK
-    _WORK = (check, items)
-    pool = _pool(jobs)
-    try:
+    with _forked(check, items, jobs) as pool:
         yield from pool.map(_run_range, bounds)
+
+
+class WorkerLost(InternalError):
+    """A forked worker ended without a result (killed, or out of memory)."""
+
+
+@contextmanager
+def _forked(
+    work: Callable[[Any], Any], items: Sequence[Any], jobs: int
+) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` workers forked from this process when the first task is given, which
+    reach ``work`` and ``items`` through the fork. A worker that dies breaks the pool: its tasks
+    raise WorkerLost rather than leave the caller waiting. What exists at the fork is kept from
+    the workers' cycle collector (``gc.freeze``): walking it would copy every page it touches
+    out of the memory they share with this process."""
+    global _WORK
+    _WORK = (work, items)
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("fork"), initializer=gc.freeze
+    )
+    try:
+        yield pool
     except BrokenProcessPool as e:
-        raise InternalError(
+        raise WorkerLost(
             "a worker process ended abruptly (killed, or out of memory?): try one process"
         ) from e
     finally:
         pool.shutdown(cancel_futures=True)
         _WORK = None
-
-
-class WorkerLost(Exception):
-    """A forked worker ended without a result (killed, or out of memory)."""
-
-
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    """``jobs`` workers forked from this process when the first task is given; a worker that
-    dies breaks the pool (its tasks raise), rather than leaving them waiting. What exists at the
-    fork is kept from the workers' cycle collector (``gc.freeze``): walking it would copy every
-    page it touches out of the memory they share with this process."""
-    return ProcessPoolExecutor(
-        jobs, mp_context=multiprocessing.get_context("fork"), initializer=gc.freeze
-    )
 
 
 def can_fork() -> bool:
@@ -107,20 +113,12 @@ def run_forked(
     in item order. ``poll`` is called about five times a second while they run. ``task`` is
     reached through the fork, so it may be any callable (a closure over what was read). Raises
     WorkerLost when a worker dies, and what ``task`` raised."""
-    global _WORK
-    _WORK = (task, items)
-    pool = _pool(len(items))
-    try:
+    with _forked(task, items, len(items)) as pool:
         futures = [pool.submit(_run_one, index) for index in range(len(items))]
         while wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION).not_done:
             if poll:
                 poll()
         return [future.result() for future in futures]
-    except BrokenProcessPool as e:
-        raise WorkerLost(str(e)) from e
-    finally:
-        pool.shutdown(cancel_futures=True)
-        _WORK = None
 
 
 def _run_one(index: int) -> Any:

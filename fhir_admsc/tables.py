@@ -206,8 +206,7 @@ class ParticipantGroups:
         self._cross = _located(folder, check_study(whole), {_PARTICIPANTS: lines})
 
     def __iter__(self) -> Iterator[Study]:
-        with file_access(self.folder, "read"):
-            yield from self._groups(range(self.steps))
+        return self.share(range(self.steps))
 
     @property
     def steps(self) -> int:
@@ -221,14 +220,15 @@ class ParticipantGroups:
         with file_access(self.folder, "read"):
             yield from self._groups(steps)
 
-    def prepare(self) -> None:
-        """Read what every share needs of the whole folder (the ids other rows refer to) now."""
-        self._others = self._others or _OtherRows(self.folder)
+    def prepare(self) -> _OtherRows:
+        """What every share needs of the whole folder (the ids other rows refer to), read on the
+        first call."""
+        if self._others is None:
+            self._others = _OtherRows(self.folder)
+        return self._others
 
     def _groups(self, steps: range) -> Iterator[Study]:
-        self.prepare()
-        others = self._others
-        assert others is not None
+        others = self.prepare()
         tables = TABLES[1:]
         cursors = [  # rows before the share are only read as cells (to tell whose they are)
             _Cursor(_stream_rows(self.folder, t, self._problems[t.file], steps.start == 0))
