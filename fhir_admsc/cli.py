@@ -733,6 +733,53 @@ def report(
         _summary(f"wrote the {fmt} report to {output}")
 
 
+@cli.command()
+@output_options
+@click.argument("view_file", metavar="VIEW.json", type=click.Path(path_type=Path, exists=True))
+@click.argument("sources", metavar="SOURCE...", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "ndjson"]),
+    default="csv",
+    show_default=True,
+    help="How the rows are written.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write the rows here (csv: default standard output).",
+)
+@click.option("--sql", is_flag=True, help="Print the view's SQL (DuckDB) instead of running it.")
+def view(
+    view_file: Path, sources: tuple[Path, ...], fmt: str, output: Path | None, sql: bool
+) -> None:
+    """Run a SQL-on-FHIR v2 ViewDefinition over FHIR data (NDJSON files or folders, Bundles)
+    with DuckDB, embedded; each row of the view a row of the output."""
+    from fhir_admsc.views import duck, located, read_view
+    from fhir_admsc.views.compiler import compile_view
+    from fhir_admsc.views.definition import ViewError
+
+    if not sql and not sources:
+        raise ConfigurationError("give the FHIR data to read: NDJSON files or folders, Bundles")
+    if output is None and fmt != "csv":
+        raise ConfigurationError(f"--format {fmt} needs -o FILE")
+    definition = read_view(view_file)
+    try:
+        compiled = compile_view(definition, duck.SOURCE)
+        if sql:
+            _to_stdout(compiled.sql + ";\n")
+            return
+        connection = duck.connect()
+        duck.load_files(connection, sources)
+        count = duck.write(connection, compiled, output, fmt)
+    except ViewError as e:
+        raise located(view_file, e) from None
+    if output is not None:
+        _summary(f"wrote {count:,} rows of {len(compiled.columns)} columns to {output}")
+
+
 def study_folder_output(command):
     """-o DIR and --force, which the commands that write a new study folder take."""
     command = click.option(

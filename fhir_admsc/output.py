@@ -249,7 +249,29 @@ def refuse_non_empty_folder(folder: Path, force: bool) -> None:
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: never half-written.
     The folder it goes in must exist; ``path`` must not be a folder."""
+    _writable_file(Path(path))
+    write_files(Path(path).parent, {Path(path).name: data})
+
+
+@contextmanager
+def written_elsewhere(path: str | Path) -> Iterator[str]:
+    """A temporary name beside ``path`` for a writer that opens the file itself (a database's
+    COPY): renamed to ``path`` when the block ends normally, removed if it raises."""
     path = Path(path)
+    _writable_file(path)
+    handle, temporary = _temporary(path.absolute().parent, path.name)
+    handle.close()
+    os.unlink(temporary)  # the writer makes it; only the unused name is kept
+    try:
+        yield temporary
+        with file_access(path, "write"):
+            os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _writable_file(path: Path) -> None:
     if path.is_dir():
         raise ConfigurationError(f"{path}: is a folder: give the name of a file to write")
     if not path.absolute().parent.is_dir():
@@ -257,7 +279,6 @@ def write_atomic(path: str | Path, data: bytes) -> None:
             f"{path}: the folder {path.absolute().parent} does not exist "
             "(create it first, or check the path)"
         )
-    write_files(path.parent, {path.name: data})
 
 
 def write_files(folder: str | Path, contents: dict[str, bytes], stale: Iterable[str] = ()) -> None:
