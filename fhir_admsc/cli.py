@@ -357,10 +357,15 @@ def profiles() -> None:
 def profiles_package(output: Path) -> None:
     """Write the profiles as a FHIR NPM package that the HL7 validator, HAPI or SUSHI can load."""
     from fhir_admsc.conformance import load_resources, npm_package
+    from fhir_admsc.views.study import view_files
 
     resources = load_resources()
-    write_atomic(output, npm_package(resources))
-    _summary(f"wrote {len(resources)} conformance resources to {output}")
+    views = view_files()
+    write_atomic(output, npm_package(resources, views))
+    _summary(
+        f"wrote {len(resources)} conformance resources and the study's "
+        f"{sum(n.endswith('.json') for n in views)} ViewDefinitions to {output}"
+    )
 
 
 @profiles.command("list")
@@ -778,6 +783,23 @@ def view(
         raise located(view_file, e) from None
     if output is not None:
         _summary(f"wrote {count:,} rows of {len(compiled.columns)} columns to {output}")
+
+
+@cli.command()
+@output_options
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="The folder to write."
+)
+def views(output: Path) -> None:
+    """Write the study's SQL-on-FHIR ViewDefinitions (one JSON file each) and the SQL that joins
+    their rows into the study tables (one .sql file a table)."""
+    from fhir_admsc.output import write_files
+    from fhir_admsc.views.study import view_files
+
+    files = view_files()
+    write_files(output, {name: text.encode() for name, text in files.items()})
+    count = sum(name.endswith(".json") for name in files)
+    _summary(f"wrote {count} ViewDefinitions and {len(files) - count} table queries to {output}")
 
 
 def study_folder_output(command):

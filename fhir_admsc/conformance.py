@@ -639,8 +639,9 @@ def load_resources(folder: Path | None = None) -> list[dict[str, Any]]:
     return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.json"))]
 
 
-def npm_package(resources: list[dict[str, Any]]) -> bytes:
-    """A FHIR NPM package (``package.tgz``) of ``resources``, byte-identical run to run."""
+def npm_package(resources: list[dict[str, Any]], other: dict[str, str] | None = None) -> bytes:
+    """A FHIR NPM package (``package.tgz``) of ``resources``, byte-identical run to run;
+    ``other`` files (name: text) go in ``package/other``, where validators do not look."""
     manifest = {
         "name": PACKAGE_NAME,
         "version": PACKAGE_VERSION,
@@ -676,6 +677,7 @@ def npm_package(resources: list[dict[str, Any]]) -> bytes:
         "package/.index.json": json.dumps(index, indent=2) + "\n",
     }
     files.update({f"package/{file_name(r)}": resource_json(r) for r in resources})
+    files.update({f"package/other/{name}": text for name, text in (other or {}).items()})
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for name, text in files.items():

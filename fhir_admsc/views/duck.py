@@ -18,6 +18,7 @@ from ..errors import ConfigurationError, FileAccessError
 from ..output import written_elsewhere
 from .compiler import Compiled, compile_view, quote
 from .definition import ViewError
+from .study import study_views, table_queries
 
 SOURCE = "resources"
 
@@ -139,3 +140,20 @@ def _copy(connection: Any, compiled: Compiled, path: str, fmt: str) -> int:
     except _duckdb().InvalidInputException as e:
         raise ViewError("", _reason(str(e))) from e
     return int(found[0]) if found else 0
+
+
+Table = tuple[list[str], list[tuple[Any, ...]]]
+
+
+def study_tables(connection: Any) -> dict[str, Table]:
+    """The study tables (columns and rows) of the loaded resources, through the study's views:
+    each view is made a table of its name, then each study table is queried from them."""
+    for name, definition in study_views().items():
+        connection.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS {compile_view(definition, SOURCE).sql}"
+        )
+    tables = {}
+    for table, sql in table_queries().items():
+        cursor = connection.execute(sql)
+        tables[table] = ([d[0] for d in cursor.description], cursor.fetchall())
+    return tables

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_admsc.conformance import load_resources, npm_package
+from fhir_admsc.views.study import view_files
 
 PROJECT = Path(__file__).parent
 JAR = PROJECT / "target" / "reference-validator.jar"
@@ -87,7 +88,7 @@ def write_package(folder: Path) -> Path:
     """Our conformance package, as ``fhir-admsc profiles package`` writes it, in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "package.tgz"
-    path.write_bytes(npm_package(load_resources()))
+    path.write_bytes(npm_package(load_resources(), view_files()))
     return path
 
 

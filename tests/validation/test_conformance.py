@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from fhir_admsc import terminology as term
 from fhir_admsc.cli import cli
 from fhir_admsc.conformance import build_resources, load_resources, npm_package, resource_json
+from fhir_admsc.views.study import view_files
 from tests.validation.corpus import demo_resources
 
 
@@ -67,7 +68,9 @@ def test_npm_package_layout(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["profiles", "package", "-o", str(tmp_path / "p.tgz")])
     assert result.exit_code == 0, result.output
     data = (tmp_path / "p.tgz").read_bytes()
-    assert data == npm_package(load_resources()), "package is not byte-identical run to run"
+    assert data == npm_package(load_resources(), view_files()), (
+        "package is not byte-identical run to run"
+    )
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = tar.getnames()
         manifest = json.load(tar.extractfile("package/package.json"))
@@ -75,7 +78,9 @@ def test_npm_package_layout(tmp_path: Path) -> None:
     assert manifest["fhirVersions"] == ["4.0.1"]
     assert manifest["dependencies"] == {"hl7.fhir.r4.core": "4.0.1"}
     assert manifest["name"] and manifest["version"]
-    assert {f"package/{f['filename']}" for f in index["files"]} == set(names) - {
+    other = {n for n in names if n.startswith("package/other/")}
+    assert other == {f"package/other/{name}" for name in view_files()}
+    assert {f"package/{f['filename']}" for f in index["files"]} == set(names) - other - {
         "package/package.json",
         "package/.index.json",
     }
