@@ -756,29 +756,48 @@ def report(
     type=click.Path(path_type=Path),
     help="Write the rows here (csv: default standard output).",
 )
-@click.option("--sql", is_flag=True, help="Print the view's SQL (DuckDB) instead of running it.")
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="DuckDB, embedded; or Spark (the session a cluster job has, else a local one): "
+    "-o is then a folder of part files.",
+)
+@click.option("--sql", is_flag=True, help="Print the view's SQL instead of running it.")
 def view(
-    view_file: Path, sources: tuple[Path, ...], fmt: str, output: Path | None, sql: bool
+    view_file: Path,
+    sources: tuple[Path, ...],
+    fmt: str,
+    output: Path | None,
+    engine: str,
+    sql: bool,
 ) -> None:
     """Run a SQL-on-FHIR v2 ViewDefinition over FHIR data (NDJSON files or folders, Bundles)
-    with DuckDB, embedded; each row of the view a row of the output."""
+    with DuckDB or Spark; each row of the view a row of the output."""
     from fhir_admsc.views import duck, located, read_view
+    from fhir_admsc.views import spark as on_spark
     from fhir_admsc.views.compiler import compile_view
     from fhir_admsc.views.definition import ViewError
 
     if not sql and not sources:
         raise ConfigurationError("give the FHIR data to read: NDJSON files or folders, Bundles")
-    if output is None and fmt != "csv":
-        raise ConfigurationError(f"--format {fmt} needs -o FILE")
+    if output is None and (fmt != "csv" or engine == "spark") and not sql:
+        raise ConfigurationError(f"--format {fmt} on {engine} needs -o")
     definition = read_view(view_file)
     try:
-        compiled = compile_view(definition, duck.SOURCE)
+        compiled = compile_view(definition, duck.SOURCE, engine)
         if sql:
             _to_stdout(compiled.sql + ";\n")
             return
-        connection = duck.connect()
-        duck.load_files(connection, sources)
-        count = duck.write(connection, compiled, output, fmt)
+        if engine == "spark":
+            spark = on_spark.session()
+            on_spark.load_files(spark, sources)
+            count = on_spark.write(spark, compiled, output, fmt)  # type: ignore[arg-type]
+        else:
+            connection = duck.connect()
+            duck.load_files(connection, sources)
+            count = duck.write(connection, compiled, output, fmt)
     except ViewError as e:
         raise located(view_file, e) from None
     if output is not None:

@@ -20,7 +20,6 @@ so that ``value.ofType(Quantity)`` reads ``valueQuantity``.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,26 +30,19 @@ from fhirpathpy.parser import parse
 
 from .. import r4
 from .definition import Column, ViewError, at, check_view, constant_value, select_columns
+from .dialects import DIALECTS, Dialect, quote
 
 # How deep ``repeat`` follows its paths; deeper nesting stops the query with a message.
 REPEAT_DEPTH = 12
 
 INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt", "integer64"})
-NUMBER_JSON = "('BIGINT', 'UBIGINT', 'HUGEINT', 'UHUGEINT', 'DOUBLE')"
-INTEGER_JSON = "('BIGINT', 'UBIGINT', 'HUGEINT', 'UHUGEINT')"
 
 
-def sql_type(column: Column) -> str:
-    """The SQL type a column's values are given in."""
-    base = {"boolean": "BOOLEAN", "decimal": "DOUBLE"}.get(column.type or "", "VARCHAR")
+def base_type(column: Column) -> str:
+    """The SQL type of a column's values: BOOLEAN, BIGINT, DOUBLE or VARCHAR (text)."""
     if column.type in INTEGER_TYPES:
-        base = "BIGINT"
-    return f"{base}[]" if column.collection else base
-
-
-def quote(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
+        return "BIGINT"
+    return {"boolean": "BOOLEAN", "decimal": "DOUBLE"}.get(column.type or "", "VARCHAR")
 
 
 # -- static types ------------------------------------------------------------------------------
@@ -139,9 +131,10 @@ class Expr:
 
 @dataclass
 class Scope:
-    """What an expression is compiled in: the view's constants, the row index of the nearest
-    iteration, the resource, and the expression's own text for messages."""
+    """What an expression is compiled in: the dialect, the view's constants, the row index of
+    the nearest iteration, the resource, and the expression's own text for messages."""
 
+    d: Dialect
     constants: dict[str, tuple[Any, str]]
     index: str
     resource: str
@@ -153,91 +146,82 @@ class Scope:
     def fail(self, message: str) -> ViewError:
         return ViewError(self.where, f"{message} (in {self.text!r})")
 
+    def let(self, value: str, body: Callable[[str], str]) -> str:
+        """``body`` applied to ``value``, evaluated once."""
+        name = self.names()
+        return self.d.let(value, name, body(name))
 
-EMPTY = "[]::JSON[]"
-
-
-def _let(value: str, body: Callable[[str], str], names: Callable[[], str]) -> str:
-    """``body`` applied to ``value`` evaluated once."""
-    name = names()
-    return f"list_transform([{value}], lambda {name}: {body(name)})[1]"
-
-
-def _json_literal(value: Any) -> str:
-    return f"{quote(json.dumps(value, ensure_ascii=False))}::JSON"
-
-
-def _is_number(v: str) -> str:
-    return f"json_type({v}) IN {NUMBER_JSON}"
+    def one(self, c: str) -> str:
+        """A collection's single value; several stop the query."""
+        message = f"{self.where}: {self.text!r} gives several values where one is expected"
+        return f"CASE WHEN {self.d.size(c)} > 1 THEN {self.d.error(message)} ELSE {self.d.item(c, '1')} END"
 
 
 def _step(collection: str, member: str, many: bool | None, primitive: bool, scope: Scope) -> str:
-    x = scope.names()
-    path = quote(f'$."{member}"')
+    d, x = scope.d, scope.names()
+    value = d.member(x, member)
     if many is False:
-        return (
-            f"list_filter(list_transform({collection}, lambda {x}: json_extract({x}, {path})), "
-            f"lambda {x}: {x} IS NOT NULL)"
-        )
+        y = scope.names()
+        return d.filter(d.transform(collection, [x], value), [y], f"{y} IS NOT NULL")
     if many is True:
-        items = f"coalesce(CAST(json_extract({x}, {path}) AS JSON[]), {EMPTY})"
+        items = f"coalesce({d.as_array(value)}, {d.empty})"
         if primitive:  # a primitive array keeps a null where only an extension is
             y = scope.names()
-            items = f"list_filter({items}, lambda {y}: json_type({y}) <> 'NULL')"
-        return f"flatten(list_transform({collection}, lambda {x}: {items}))"
+            items = d.filter(items, [y], f"NOT {d.is_json_null(y)}")
+        return d.flatten(d.transform(collection, [x], items))
 
     def spread(v: str) -> str:
         return (
-            f"CASE WHEN {v} IS NULL OR json_type({v}) = 'NULL' THEN {EMPTY} "
-            f"WHEN json_type({v}) = 'ARRAY' THEN CAST({v} AS JSON[]) ELSE [{v}] END"
+            f"CASE WHEN {v} IS NULL OR {d.is_json_null(v)} THEN {d.empty} "
+            f"WHEN {d.is_array(v)} THEN {d.as_array(v)} ELSE {d.array(v)} END"
         )
 
-    inner = _let(f"json_extract({x}, {path})", spread, scope.names)
-    return f"flatten(list_transform({collection}, lambda {x}: {inner}))"
+    return d.flatten(d.transform(collection, [x], scope.let(value, spread)))
 
 
 def _navigate(source: Expr, name: str, scope: Scope) -> Expr:
     child = _child(source.typed, name)
     parts = [
-        _step(
-            source.sql,
-            member,
-            child.many,
-            typed is not None and typed.code[:1].islower(),
-            scope,
-        )
+        _step(source.sql, member, child.many, typed is not None and typed.code[:1].islower(), scope)
         for member, typed in child.members
     ]
     if not parts:
-        return Expr(EMPTY, None)
+        return Expr(scope.d.empty, None)
     if child.choice:
         sql = parts[0]
         for part in parts[1:]:
-            sql = f"list_concat({sql}, {part})"
+            sql = scope.d.concat(sql, part)
         return Expr(sql, None, child.members, source.sql)
     return Expr(parts[0], child.members[0][1])
 
 
-def _from_bool(boolean: str) -> str:
+def _from_bool(boolean: str, scope: Scope) -> str:
     """A SQL boolean (NULL: unknown) as a FHIRPath collection (empty when unknown)."""
-    return f"list_filter([to_json({boolean})], lambda b: b IS NOT NULL)"
+    b = scope.names()
+    return scope.d.filter(scope.d.array(scope.d.to_json(boolean)), [b], f"{b} IS NOT NULL")
 
 
 def _truth(expr: Expr, scope: Scope) -> str:
     """A collection as a SQL boolean: NULL when empty; a single non-boolean value is true."""
+    d = scope.d
+    message = f"{scope.where}: {scope.text!r} gives several values where one boolean is expected"
 
     def body(c: str) -> str:
+        first = d.item(c, "1")
         return (
-            f"CASE WHEN len({c}) = 0 THEN NULL WHEN len({c}) > 1 THEN "
-            f"error({quote(f'{scope.where}: {scope.text!r} gives several values where one boolean is expected')}) "
-            f"WHEN json_type({c}[1]) = 'BOOLEAN' THEN CAST({c}[1] AS BOOLEAN) ELSE true END"
+            f"CASE WHEN {d.size(c)} = 0 THEN NULL WHEN {d.size(c)} > 1 THEN {d.error(message)} "
+            f"WHEN {d.is_boolean(first)} THEN {d.cast(first, 'BOOLEAN')} ELSE true END"
         )
 
-    return _let(expr.sql, body, scope.names)
+    return scope.let(expr.sql, body)
 
 
 def _boolean(sql: str) -> Expr:
     return Expr(sql, Typed("boolean", "boolean", "boolean"))
+
+
+def _single_value(value: Any, code: str, scope: Scope) -> Expr:
+    return Expr(scope.d.array(scope.d.json_literal(value)), Typed(code, code, code))
 
 
 # -- FHIRPath abstract syntax (fhirpathpy's parse tree) to SQL --------------------------------
@@ -269,7 +253,7 @@ def _compile(node: Node, focus: Expr, scope: Scope) -> Expr:
 
 def _member(node: Node, focus: Expr, scope: Scope) -> Expr:
     name = _identifier(node["children"][0])
-    if name == scope.resource_type and focus.sql == f"[{scope.resource}]":
+    if name == scope.resource_type and focus.sql == scope.d.array(scope.resource):
         return focus  # Patient.name: the type name at the start names the resource
     return _navigate(focus, name, scope)
 
@@ -286,27 +270,27 @@ def _invocation(node: Node, focus: Expr, scope: Scope) -> Expr:
 
 
 def _indexer(node: Node, focus: Expr, scope: Scope) -> Expr:
+    d = scope.d
     left, index = (_compile(c, focus, scope) for c in node["children"])
-    position = _let(
+    position = scope.let(
         index.sql,
-        lambda i: f"CASE WHEN len({i}) = 1 THEN CAST({i}[1] AS BIGINT) + 1 ELSE NULL END",
-        scope.names,
+        lambda i: f"CASE WHEN {d.size(i)} = 1 THEN {d.cast(d.item(i, '1'), 'BIGINT')} + 1 END",
     )
-    return Expr(f"list_slice({left.sql}, {position}, {position})", left.typed)
+    return Expr(scope.let(position, lambda p: d.slice(left.sql, p, "1")), left.typed)
 
 
 def _moment(node: Node, focus: Expr, scope: Scope) -> Expr:
     """A date, dateTime or time literal (@2020-01, @2020-01-01T10:00:00Z, @T10:00)."""
     text = node["terminalNodeText"][0].lstrip("@")
     code = "time" if text.startswith("T") else "dateTime" if "T" in text else "date"
-    return Expr(f"[{_json_literal(text.lstrip('T'))}]", Typed(code, code, code))
+    return _single_value(text.lstrip("T"), code, scope)
 
 
 def _polarity(node: Node, focus: Expr, scope: Scope) -> Expr:
     operand = _compile(node["children"][0], focus, scope)
     if node["terminalNodeText"][0] == "+":
         return operand
-    return _arithmetic("-", Expr(f"[{_json_literal(0)}]", None), operand, scope)
+    return _arithmetic("-", _single_value(0, "integer", scope), operand, scope)
 
 
 def _binary_arithmetic(node: Node, focus: Expr, scope: Scope) -> Expr:
@@ -316,31 +300,28 @@ def _binary_arithmetic(node: Node, focus: Expr, scope: Scope) -> Expr:
 
 def _union(node: Node, focus: Expr, scope: Scope) -> Expr:
     """``a | b``: the items of both, each once, in order."""
+    d = scope.d
     left, right = (_compile(c, focus, scope) for c in node["children"])
 
     def distinct(c: str) -> str:
         x, k = scope.names(), scope.names()
-        return (
-            f"list_filter({c}, lambda {x}, {k}: "
-            f"NOT list_contains(list_slice({c}, 1, {k} - 1), {x}))"
-        )
+        return d.filter(c, [x, k], f"NOT {d.seen_before(c, x, k)}")
 
     typed = left.typed if left.typed == right.typed else None
-    return Expr(_let(f"list_concat({left.sql}, {right.sql})", distinct, scope.names), typed)
+    return Expr(scope.let(d.concat(left.sql, right.sql), distinct), typed)
 
 
 def _literal(node: Node, focus: Expr, scope: Scope) -> Expr:
     kind = node["type"]
     if kind == "NullLiteral":
-        return Expr(EMPTY, None)
+        return Expr(scope.d.empty, None)
     text = node["terminalNodeText"][0]
     if kind == "StringLiteral":
-        value = _unescape(text[1:-1])
-        return Expr(f"[{_json_literal(value)}]", Typed("string", "string", "string"))
+        return _single_value(_unescape(text[1:-1]), "string", scope)
     if kind == "BooleanLiteral":
-        return _boolean(f"[{_json_literal(text == 'true')}]")
+        return _single_value(text == "true", "boolean", scope)
     code = "decimal" if "." in text else "integer"
-    return Expr(f"[{quote(text)}::JSON]", Typed(code, code, code))
+    return Expr(scope.d.array(scope.d.number_literal(text)), Typed(code, code, code))
 
 
 _ESCAPES = {"'": "'", '"': '"', "`": "`", "/": "/", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -356,24 +337,31 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(u[0-9a-fA-F]{4}|.)", one, text)
 
 
-def _constant(node: dict[str, Any], scope: Scope) -> Expr:
-    name = _identifier(node["children"][0])
+def _constant(node: Node, focus: Expr, scope: Scope) -> Expr:
+    name = _identifier(node["children"][0]["children"][0])
     if name == "rowIndex":
-        return Expr(f"[to_json({scope.index})]", Typed("integer", "integer", "integer"))
+        return Expr(
+            scope.d.array(scope.d.to_json(scope.index)), Typed("integer", "integer", "integer")
+        )
     if name in ("resource", "rootResource"):
         root = scope.resource_type
-        return Expr(f"[{scope.resource}]", Typed(root, root, root))
+        return Expr(scope.d.array(scope.resource), Typed(root, root, root))
     if name not in scope.constants:
         raise scope.fail(f"%{name} is not a constant of this view")
     value, code = scope.constants[name]
-    return Expr(f"[{_json_literal(value)}]", Typed(code, code, code))
+    return _single_value(value, code, scope)
 
 
 def _pair(left: str, right: str, body: Callable[[str, str], str], scope: Scope) -> str:
-    return _let(left, lambda a: _let(right, lambda b: body(a, b), scope.names), scope.names)
+    return scope.let(left, lambda a: scope.let(right, lambda b: body(a, b)))
 
 
-def _equality(node: dict[str, Any], focus: Expr, scope: Scope) -> Expr:
+def _either_empty(a: str, b: str, scope: Scope) -> str:
+    return f"{scope.d.size(a)} = 0 OR {scope.d.size(b)} = 0"
+
+
+def _equality(node: Node, focus: Expr, scope: Scope) -> Expr:
+    d = scope.d
     operator = node["terminalNodeText"][0]
     left, right = (_compile(c, focus, scope) for c in node["children"])
     if operator not in ("=", "!="):
@@ -381,84 +369,77 @@ def _equality(node: dict[str, Any], focus: Expr, scope: Scope) -> Expr:
 
     def body(a: str, b: str) -> str:
         x, i = scope.names(), scope.names()
-        same = (
-            f"len({a}) = len({b}) AND coalesce(list_bool_and(list_transform({a}, "
-            f"lambda {x}, {i}: {_equal(x, f'{b}[{i}]')})), true)"
-        )
+        pairs = d.transform(a, [x, i], _equal(x, d.item(b, f"{d.position(i)} + 1"), d))
+        same = f"{d.size(a)} = {d.size(b)} AND {d.all_true(pairs)}"
         if operator == "!=":
             same = f"NOT ({same})"
-        return f"CASE WHEN len({a}) = 0 OR len({b}) = 0 THEN {EMPTY} ELSE [to_json({same})] END"
+        return f"CASE WHEN {_either_empty(a, b, scope)} THEN {d.empty} ELSE {d.array(d.to_json(same))} END"
 
     return _boolean(_pair(left.sql, right.sql, body, scope))
 
 
-def _equal(a: str, b: str) -> str:
+def _equal(a: str, b: str, d: Dialect) -> str:
     return (
-        f"CASE WHEN {_is_number(a)} AND {_is_number(b)} THEN CAST({a} AS DOUBLE) = "
-        f"CAST({b} AS DOUBLE) ELSE {a}->>'$' = {b}->>'$' END"
+        f"CASE WHEN {d.is_number(a)} AND {d.is_number(b)} THEN {d.cast(a, 'DOUBLE')} = "
+        f"{d.cast(b, 'DOUBLE')} ELSE {d.text(a)} = {d.text(b)} END"
     )
 
 
-def _single(c: str, scope: Scope) -> str:
-    message = f"{scope.where}: {scope.text!r} gives several values where one is expected"
-    return f"CASE WHEN len({c}) > 1 THEN error({quote(message)}) ELSE {c}[1] END"
-
-
-def _inequality(node: dict[str, Any], focus: Expr, scope: Scope) -> Expr:
+def _inequality(node: Node, focus: Expr, scope: Scope) -> Expr:
+    d = scope.d
     operator = node["terminalNodeText"][0]
     left, right = (_compile(c, focus, scope) for c in node["children"])
 
-    def body(a: str, b: str) -> str:
-        def compare(x: str, y: str) -> str:
-            return (
-                f"CASE WHEN {_is_number(x)} AND {_is_number(y)} THEN CAST({x} AS DOUBLE) "
-                f"{operator} CAST({y} AS DOUBLE) ELSE {x}->>'$' {operator} {y}->>'$' END"
-            )
+    def compare(x: str, y: str) -> str:
+        return (
+            f"CASE WHEN {d.is_number(x)} AND {d.is_number(y)} THEN {d.cast(x, 'DOUBLE')} "
+            f"{operator} {d.cast(y, 'DOUBLE')} ELSE {d.text(x)} {operator} {d.text(y)} END"
+        )
 
-        inner = _pair(_single(a, scope), _single(b, scope), compare, scope)
-        return f"CASE WHEN len({a}) = 0 OR len({b}) = 0 THEN {EMPTY} ELSE [to_json({inner})] END"
+    def body(a: str, b: str) -> str:
+        inner = _pair(scope.one(a), scope.one(b), compare, scope)
+        return f"CASE WHEN {_either_empty(a, b, scope)} THEN {d.empty} ELSE {d.array(d.to_json(inner))} END"
 
     return _boolean(_pair(left.sql, right.sql, body, scope))
 
 
-def _logic(node: dict[str, Any], focus: Expr, scope: Scope) -> Expr:
+def _logic(node: Node, focus: Expr, scope: Scope) -> Expr:
     operator = node["terminalNodeText"][0]
     left, right = (_truth(_compile(c, focus, scope), scope) for c in node["children"])
-    if operator == "and":
-        return _boolean(_from_bool(f"({left}) AND ({right})"))
-    if operator == "or":
-        return _boolean(_from_bool(f"({left}) OR ({right})"))
-    if operator == "xor":
-        return _boolean(_from_bool(f"({left}) <> ({right})"))
-    return _boolean(_from_bool(f"(NOT ({left})) OR ({right})"))  # implies
+    combined = {
+        "and": f"({left}) AND ({right})",
+        "or": f"({left}) OR ({right})",
+        "xor": f"({left}) <> ({right})",
+        "implies": f"(NOT ({left})) OR ({right})",
+    }[operator]
+    return _boolean(_from_bool(combined, scope))
 
 
 def _arithmetic(operator: str, left: Expr, right: Expr, scope: Scope) -> Expr:
+    d = scope.d
     if operator == "&":
-        return Expr(
-            f"[to_json(array_to_string(list_transform(list_concat({left.sql}, {right.sql}), "
-            f"lambda s: s->>'$'), ''))]",
-            Typed("string", "string", "string"),
-        )
+        s = scope.names()
+        texts = d.transform(d.concat(left.sql, right.sql), [s], d.text(s))
+        return Expr(d.array(d.to_json(d.join(texts, "''"))), Typed("string", "string", "string"))
     if operator not in ("+", "-", "*", "/", "div", "mod"):
         raise scope.fail(f"the operator {operator} is not supported")
-    sql_operator = {"div": "//", "mod": "%"}.get(operator, operator)
+    sql_operator = {"div": "DIV", "mod": "%"}.get(operator, operator)
 
     def compute(a: str, b: str) -> str:
-        integers = f"json_type({a}) IN {INTEGER_JSON} AND json_type({b}) IN {INTEGER_JSON}"
-        exact = f"to_json(CAST({a} AS BIGINT) {sql_operator} CAST({b} AS BIGINT))"
-        inexact = f"to_json(CAST({a} AS DOUBLE) {sql_operator} CAST({b} AS DOUBLE))"
-        text = f"to_json(({a}->>'$') || ({b}->>'$'))"
-        number = f"CASE WHEN {integers} THEN {exact} ELSE {inexact} END"
-        if operator == "/":
-            number = inexact
+        integers = f"{d.is_integer(a)} AND {d.is_integer(b)}"
+        exact = d.to_json(f"{d.cast(a, 'BIGINT')} {sql_operator} {d.cast(b, 'BIGINT')}")
+        inexact = d.to_json(f"{d.cast(a, 'DOUBLE')} {sql_operator} {d.cast(b, 'DOUBLE')}")
+        number = (
+            inexact if operator == "/" else f"CASE WHEN {integers} THEN {exact} ELSE {inexact} END"
+        )
         if operator == "+":
-            return f"CASE WHEN {_is_number(a)} AND {_is_number(b)} THEN {number} ELSE {text} END"
+            text = d.to_json(f"{d.text(a)} || {d.text(b)}")
+            return f"CASE WHEN {d.is_number(a)} AND {d.is_number(b)} THEN {number} ELSE {text} END"
         return number
 
     def body(a: str, b: str) -> str:
-        value = _pair(_single(a, scope), _single(b, scope), compute, scope)
-        return f"CASE WHEN len({a}) = 0 OR len({b}) = 0 THEN {EMPTY} ELSE [{value}] END"
+        value = _pair(scope.one(a), scope.one(b), compute, scope)
+        return f"CASE WHEN {_either_empty(a, b, scope)} THEN {d.empty} ELSE {d.array(value)} END"
 
     typed = left.typed if left.typed == right.typed else None
     return Expr(_pair(left.sql, right.sql, body, scope), typed)
@@ -479,7 +460,7 @@ _NODES: dict[str, Callable[[Node, Expr, Scope], Expr]] = {
     "DateLiteral": _moment,
     "DateTimeLiteral": _moment,
     "TimeLiteral": _moment,
-    "ExternalConstantTerm": lambda node, focus, scope: _constant(node["children"][0], scope),
+    "ExternalConstantTerm": _constant,
     "PolarityExpression": _polarity,
     "EqualityExpression": _equality,
     "InequalityExpression": _inequality,
@@ -494,8 +475,10 @@ _NODES: dict[str, Callable[[Node, Expr, Scope], Expr]] = {
 
 # -- functions ---------------------------------------------------------------------------------
 
+Function = Callable[[Expr, list[Any], Expr, Scope], Expr]
 
-def _function(node: dict[str, Any], source: Expr, focus: Expr, scope: Scope) -> Expr:
+
+def _function(node: Node, source: Expr, focus: Expr, scope: Scope) -> Expr:
     """A function applied to ``source``; its arguments are read against each item (where,
     exists) or against ``focus``, the expression's own input (join's separator)."""
     name = _identifier(node["children"][0])
@@ -509,70 +492,68 @@ def _function(node: dict[str, Any], source: Expr, focus: Expr, scope: Scope) -> 
     return run(source, params, focus, scope)
 
 
-def _each(source: Expr, params: list[Any], scope: Scope) -> tuple[str, str]:
-    """The variable and SQL of a per-item argument (the criteria of where, exists, all)."""
+def _criteria(source: Expr, params: list[Any], scope: Scope) -> tuple[str, str]:
+    """The variable and the SQL boolean of a per-item argument (where, exists, all)."""
     x = scope.names()
-    inner = _compile(params[0], Expr(f"[{x}]", source.typed), scope)
-    return x, inner.sql
+    inner = _compile(params[0], Expr(scope.d.array(x), source.typed), scope)
+    return x, f"coalesce({_truth(inner, scope)}, false)"
 
 
 def _where(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    x, criteria = _each(source, params, scope)
-    truth = _truth(Expr(criteria, None), scope)
-    return Expr(f"list_filter({source.sql}, lambda {x}: coalesce({truth}, false))", source.typed)
+    x, holds = _criteria(source, params, scope)
+    return Expr(scope.d.filter(source.sql, [x], holds), source.typed)
 
 
 def _exists(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
     if params:
         source = _where(source, params, focus, scope)
-    return _boolean(f"[to_json(len({source.sql}) > 0)]")
+    d = scope.d
+    return _boolean(d.array(d.to_json(f"{d.size(source.sql)} > 0")))
 
 
 def _all(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    x, criteria = _each(source, params, scope)
-    truth = _truth(Expr(criteria, None), scope)
-    return _boolean(
-        f"[to_json(coalesce(list_bool_and(list_transform({source.sql}, lambda {x}: "
-        f"coalesce({truth}, false))), true))]"
-    )
+    d = scope.d
+    x, holds = _criteria(source, params, scope)
+    return _boolean(d.array(d.to_json(d.all_true(d.transform(source.sql, [x], holds)))))
 
 
 def _select(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    x, projection = _each(source, params, scope)
-    return Expr(f"flatten(list_transform({source.sql}, lambda {x}: {projection}))", None)
+    x = scope.names()
+    projection = _compile(params[0], Expr(scope.d.array(x), source.typed), scope)
+    return Expr(scope.d.flatten(scope.d.transform(source.sql, [x], projection.sql)), None)
 
 
 def _empty(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    return _boolean(f"[to_json(len({source.sql}) = 0)]")
+    d = scope.d
+    return _boolean(d.array(d.to_json(f"{d.size(source.sql)} = 0")))
 
 
 def _first(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    return Expr(f"list_slice({source.sql}, 1, 1)", source.typed)
+    return Expr(scope.d.slice(source.sql, "1", "1"), source.typed)
 
 
 def _last(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    return Expr(f"list_slice({source.sql}, -1, -1)", source.typed)
+    return Expr(scope.d.last(source.sql), source.typed)
 
 
 def _count(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    return Expr(f"[to_json(len({source.sql}))]", Typed("integer", "integer", "integer"))
+    d = scope.d
+    return Expr(d.array(d.to_json(d.size(source.sql))), Typed("integer", "integer", "integer"))
 
 
 def _not(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    return _boolean(_from_bool(f"NOT ({_truth(source, scope)})"))
+    return _boolean(_from_bool(f"NOT ({_truth(source, scope)})", scope))
 
 
 def _join(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
+    d = scope.d
     separator = "''"
     if params:
         value = _compile(params[0], focus, scope)
-        separator = f"coalesce({_let(value.sql, lambda s: f'{s}[1]', scope.names)}->>'$', '')"
+        separator = f"coalesce({d.text(scope.let(value.sql, lambda s: d.item(s, '1')))}, '')"
     x = scope.names()
-    return Expr(
-        f"[to_json(array_to_string(list_transform({source.sql}, lambda {x}: {x}->>'$'), "
-        f"{separator}))]",
-        Typed("string", "string", "string"),
-    )
+    texts = d.transform(source.sql, [x], d.text(x))
+    return Expr(d.array(d.to_json(d.join(texts, separator))), Typed("string", "string", "string"))
 
 
 def _type_name(param: dict[str, Any], scope: Scope) -> str:
@@ -594,6 +575,7 @@ _SYSTEM = {"String": "string", "Boolean": "boolean", "Integer": "integer", "Deci
 
 
 def _of_type(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
+    d = scope.d
     wanted = _type_name(params[0], scope)
     wanted = _SYSTEM.get(wanted, wanted)
     if source.choices:
@@ -601,70 +583,63 @@ def _of_type(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr
             if typed is not None and typed.code == wanted:
                 primitive = wanted[:1].islower()
                 return Expr(_step(source.parent, member, False, primitive, scope), typed)
-        return Expr(EMPTY, None)
+        return Expr(d.empty, None)
     if source.typed is None:
         raise scope.fail(
             f"ofType({wanted}) of values whose type is not known from the R4 definitions"
         )
-    if source.typed.code == wanted or (
-        source.typed.code in ("Resource", "DomainResource") and r4.is_resource_type(wanted)
-    ):
-        if r4.is_resource_type(wanted) and source.typed.code != wanted:
-            x = scope.names()
-            return Expr(
-                f"list_filter({source.sql}, lambda {x}: {x}->>'resourceType' = {quote(wanted)})",
-                Typed(wanted, wanted, wanted),
-            )
+    if source.typed.code == wanted:
         return source
-    return Expr(EMPTY, None)
+    if source.typed.code in ("Resource", "DomainResource") and r4.is_resource_type(wanted):
+        x = scope.names()
+        kind = d.text(d.member(x, "resourceType"))
+        return Expr(
+            d.filter(source.sql, [x], f"{kind} = {quote(wanted)}"), Typed(wanted, wanted, wanted)
+        )
+    return Expr(d.empty, None)
 
 
 def _extension(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
+    d = scope.d
     url = _compile(params[0], focus, scope)
     extensions = _navigate(
-        Expr(source.sql, source.typed or Typed("Element", "Element", "Element")),
-        "extension",
-        scope,
+        Expr(source.sql, source.typed or Typed("Element", "Element", "Element")), "extension", scope
     )
     x = scope.names()
-    wanted = _let(url.sql, lambda u: f"{u}[1]->>'$'", scope.names)
+    wanted = d.text(scope.let(url.sql, lambda u: d.item(u, "1")))
     return Expr(
-        f"list_filter({extensions.sql}, lambda {x}: {x}->>'url' = {wanted})",
+        d.filter(extensions.sql, [x], f"{d.text(d.member(x, 'url'))} = {wanted}"),
         Typed("Extension", "Extension", "Extension"),
     )
 
 
 def _resource_key(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-    x = scope.names()
-    return Expr(
-        f"list_filter(list_transform({source.sql}, lambda {x}: json_extract({x}, '$.id')), "
-        f"lambda {x}: {x} IS NOT NULL)",
-        Typed("string", "string", "string"),
-    )
+    return Expr(_step(source.sql, "id", False, True, scope), Typed("string", "string", "string"))
 
 
-# Type/id at the end of a reference (relative or absolute, with or without a version)
-_REFERENCE = r"(^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(/_history/[^/]+)?$"
+# Type/id at the end of a reference (relative or absolute, with or without a version); no
+# backslashes, which engines read differently inside SQL strings
+_REFERENCE = "(^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9.-]{1,64})(/_history/[^/]+)?$"
 
 
 def _reference_key(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
+    d = scope.d
     wanted = _type_name(params[0], scope) if params else None
-    x = scope.names()
-    reference = f"({x}->>'reference')"
-    keep = f"regexp_matches({reference}, {quote(_REFERENCE)})"
+    x, y = scope.names(), scope.names()
+    reference = d.text(d.member(x, "reference"))
+    keep = d.matches(reference, quote(_REFERENCE))
     if wanted:
         keep += f" AND regexp_extract({reference}, {quote(_REFERENCE)}, 2) = {quote(wanted)}"
-    y = scope.names()
+    key = f"regexp_extract({d.text(d.member(y, 'reference'))}, {quote(_REFERENCE)}, 3)"
     return Expr(
-        f"list_transform(list_filter({source.sql}, lambda {x}: coalesce({keep}, false)), "
-        f"lambda {y}: to_json(regexp_extract({y}->>'reference', {quote(_REFERENCE)}, 3)))",
+        d.transform(d.filter(source.sql, [x], f"coalesce({keep}, false)"), [y], d.to_json(key)),
         Typed("string", "string", "string"),
     )
 
 
-def _boundary(high: bool) -> Callable[[Expr, list[Any], Expr, Scope], Expr]:
+def _boundary(high: bool) -> Function:
     def run(source: Expr, params: list[Any], focus: Expr, scope: Scope) -> Expr:
-        code = source.typed.code if source.typed else None
+        code = source.typed.code if source.typed else ""
         make = {
             "decimal": _decimal_boundary,
             "integer": _decimal_boundary,
@@ -672,75 +647,65 @@ def _boundary(high: bool) -> Callable[[Expr, list[Any], Expr, Scope], Expr]:
             "dateTime": _datetime_boundary,
             "instant": _datetime_boundary,
             "time": _time_boundary,
-        }.get(code or "")
+        }.get(code)
         if make is None:
             raise scope.fail(
                 f"{'high' if high else 'low'}Boundary() of values whose type "
                 f"({code or 'not known'}) is not decimal, date, dateTime, instant or time"
             )
         x = scope.names()
-        assert code is not None
-        return Expr(
-            f"list_transform({source.sql}, lambda {x}: {make(x, high)})",
-            Typed(code, code, code),
-        )
+        body = scope.d.to_json(make(scope.d.text(x), high, scope.d))
+        return Expr(scope.d.transform(source.sql, [x], body), Typed(code, code, code))
 
     return run
 
 
-def _decimal_boundary(x: str, high: bool) -> str:
+def _decimal_boundary(text: str, high: bool, d: Dialect) -> str:
     """Half a unit of the last digit given, either way (1.0: 0.95 to 1.05)."""
-    text = f"({x}->>'$')"
     digits = f"CASE WHEN contains({text}, '.') THEN length(split_part({text}, '.', 2)) ELSE 0 END"
     sign = "+" if high else "-"
-    return f"to_json(CAST({x} AS DOUBLE) {sign} 0.5 * pow(10, -({digits})))"
+    return f"CAST({text} AS DOUBLE) {sign} 0.5 * pow(10, -({digits}))"
 
 
-def _date_boundary(x: str, high: bool) -> str:
-    text = f"({x}->>'$')"
+def _date_boundary(text: str, high: bool, d: Dialect) -> str:
     if not high:
         return (
-            f"to_json(CASE length({text}) WHEN 4 THEN {text} || '-01-01' "
-            f"WHEN 7 THEN {text} || '-01' ELSE {text} END)"
+            f"CASE length({text}) WHEN 4 THEN {text} || '-01-01' "
+            f"WHEN 7 THEN {text} || '-01' ELSE {text} END"
         )
     return (
-        f"to_json(CASE length({text}) WHEN 4 THEN {text} || '-12-31' WHEN 7 THEN "
-        f"strftime(last_day(CAST({text} || '-01' AS DATE)), '%Y-%m-%d') ELSE {text} END)"
+        f"CASE length({text}) WHEN 4 THEN {text} || '-12-31' "
+        f"WHEN 7 THEN {d.month_end(text)} ELSE {text} END"
     )
 
 
-def _datetime_boundary(x: str, high: bool) -> str:
-    text = f"({x}->>'$')"
-    date = f"regexp_extract({text}, '^[0-9-]+')"
-    time = f"regexp_extract({text}, 'T([0-9:]+)', 1)"
-    fraction = f"regexp_extract({text}, '(\\.[0-9]+)', 1)"
-    zone = f"regexp_extract({text}, '(Z|[+-][0-9]{{2}}:[0-9]{{2}})$', 1)"
-    day = _date_boundary(f"to_json({date})", high) + "->>'$'"
-    clock = (
-        f"CASE WHEN {time} = '' THEN {quote('23:59:59' if high else '00:00:00')} ELSE {time} END"
-    )
-    millis = (
-        f"CASE WHEN {fraction} = '' THEN {quote('.999' if high else '.000')} ELSE {fraction} END"
-    )
-    offset = f"CASE WHEN {zone} = '' THEN {quote('-12:00' if high else '+14:00')} ELSE {zone} END"
-    return f"to_json({day} || 'T' || {clock} || {millis} || {offset})"
+def _part(text: str, pattern: str, group: int = 1) -> str:
+    return f"regexp_extract({text}, {quote(pattern)}, {group})"
 
 
-def _time_boundary(x: str, high: bool) -> str:
-    text = f"({x}->>'$')"
-    clock = f"regexp_extract({text}, '^[0-9:]+')"
+def _or_else(value: str, default: str) -> str:
+    return f"CASE WHEN {value} = '' THEN {quote(default)} ELSE {value} END"
+
+
+def _datetime_boundary(text: str, high: bool, d: Dialect) -> str:
+    day = _date_boundary(_part(text, "^[0-9-]+", 0), high, d)
+    clock = _or_else(_part(text, "T([0-9:]+)"), "23:59:59" if high else "00:00:00")
+    millis = _or_else(_part(text, "([.][0-9]+)"), ".999" if high else ".000")
+    zone = _or_else(_part(text, "(Z|[+-][0-9]{2}:[0-9]{2})$"), "-12:00" if high else "+14:00")
+    return f"{day} || 'T' || {clock} || {millis} || {zone}"
+
+
+def _time_boundary(text: str, high: bool, d: Dialect) -> str:
+    clock = _part(text, "^[0-9:]+", 0)
     whole = (
         f"CASE length({clock}) WHEN 2 THEN {clock} || {quote(':59:59' if high else ':00:00')} "
         f"WHEN 5 THEN {clock} || {quote(':59' if high else ':00')} ELSE {clock} END"
     )
-    fraction = f"regexp_extract({text}, '(\\.[0-9]+)', 1)"
-    millis = (
-        f"CASE WHEN {fraction} = '' THEN {quote('.999' if high else '.000')} ELSE {fraction} END"
-    )
-    return f"to_json({whole} || {millis})"
+    millis = _or_else(_part(text, "([.][0-9]+)"), ".999" if high else ".000")
+    return f"{whole} || {millis}"
 
 
-_FUNCTIONS: dict[str, tuple[tuple[int, ...], Callable[[Expr, list[Any], Expr, Scope], Expr]]] = {
+_FUNCTIONS: dict[str, tuple[tuple[int, ...], Function]] = {
     "where": ((1,), _where),
     "exists": ((0, 1), _exists),
     "all": ((1,), _all),
@@ -772,17 +737,18 @@ class Compiled:
     resource: str
 
 
-def _parse(text: str, scope: Scope) -> dict[str, Any]:
+def _parse(text: str, where: str) -> dict[str, Any]:
     try:
         tree: dict[str, Any] = parse(text)
     except Exception as e:  # the ANTLR parser raises several kinds, none of them ours
-        raise ViewError(scope.where, f"{text!r} is not valid FHIRPath ({type(e).__name__})") from e
+        raise ViewError(where, f"{text!r} is not valid FHIRPath ({type(e).__name__})") from e
     return tree
 
 
 class _Compiler:
-    def __init__(self, view: dict[str, Any]) -> None:
+    def __init__(self, view: dict[str, Any], dialect: Dialect) -> None:
         self.view = view
+        self.d = dialect
         self.resource_type = view["resource"]
         self.constants: dict[str, tuple[Any, str]] = {}
         for i, constant in enumerate(view.get("constant", [])):
@@ -791,33 +757,40 @@ class _Compiler:
         counter = itertools.count(1)
         self.names = lambda: f"v{next(counter)}"
 
+    def scope(self, index: str, where: str, text: str = "") -> Scope:
+        return Scope(
+            self.d, self.constants, index, "r", self.resource_type, where, text, names=self.names
+        )
+
     def expression(self, text: str, focus: Expr, index: str, where: str) -> Expr:
-        scope = Scope(self.constants, index, "r", self.resource_type, where, text, names=self.names)
-        return _compile(_parse(text, scope), focus, scope)
+        return _compile(_parse(text, where), focus, self.scope(index, where, text))
+
+    def sql_type(self, column: Column) -> str:
+        return self.d.sql_type(
+            self.d.text_type if base_type(column) == "VARCHAR" else base_type(column),
+            column.collection,
+        )
 
     def column(self, column: Column, focus: Expr, index: str, where: str) -> str:
+        d = self.d
         value = self.expression(column.path, focus, index, where)
-        target = sql_type(column)
-        base = target.removesuffix("[]")
+        base = base_type(column)
 
         def cast(v: str) -> str:
-            if base == "VARCHAR":
-                return f"({v}->>'$')"
-            return f"CAST({v} AS {base})"
+            return d.text(v) if base == "VARCHAR" else d.cast(v, base)
 
         if column.collection:
             x = self.names()
-            return f"list_transform({value.sql}, lambda {x}: {cast(x)})"
+            return d.transform(value.sql, [x], cast(x))
         message = (
             f"{where}: column {column.name!r} ({column.path!r}) gives several values; "
             "a column that is not a collection holds one"
         )
-        return _let(
+        return self.scope(index, where).let(
             value.sql,
             lambda c: (
-                f"CASE WHEN len({c}) > 1 THEN error({quote(message)}) ELSE {cast(f'{c}[1]')} END"
+                f"CASE WHEN {d.size(c)} > 1 THEN {d.error(message)} ELSE {cast(d.item(c, '1'))} END"
             ),
-            self.names,
         )
 
     def rows(self, select: dict[str, Any], focus: Expr, index: str, where: str) -> str:
@@ -835,6 +808,7 @@ class _Compiler:
         where: str,
         columns: list[Column],
     ) -> str:
+        d = self.d
         body = {k: v for k, v in select.items() if k not in ("forEach", "forEachOrNull", "repeat")}
         if "repeat" in select:
             items = self._repeat(select["repeat"], focus, index, at(where, "repeat"))
@@ -842,35 +816,34 @@ class _Compiler:
             key = "forEach" if "forEach" in select else "forEachOrNull"
             items = self.expression(select[key], focus, index, at(where, key))
         y, k = self.names(), self.names()
-        inner = self._product(body, Expr(f"[{y}]", items.typed), f"{k} - 1", where)
+        inner = self._product(body, Expr(d.array(y), items.typed), d.position(k), where)
 
         def each(c: str) -> str:
-            return f"flatten(list_transform({c}, lambda {y}, {k}: {inner}))"
+            return d.flatten(d.transform(c, [y, k], inner))
 
         if "forEachOrNull" not in select:
             return each(items.sql)
         # no item: the select read against nothing, %rowIndex 0; a row of nulls if that is
         # no row at all (a forEach inside)
-        nulls = ", ".join(f"{quote(c.name)}: NULL::{sql_type(c)}" for c in columns)
-        alone = _let(
-            self._product(body, Expr(EMPTY, items.typed), "0", where),
-            lambda p: f"CASE WHEN len({p}) = 0 THEN [{{{nulls}}}] ELSE {p} END",
-            self.names,
+        nulls = d.struct([(c.name, d.null(self.sql_type(c))) for c in columns])
+        scope = self.scope(index, where)
+        alone = scope.let(
+            self._product(body, Expr(d.empty, items.typed), "0", where),
+            lambda p: f"CASE WHEN {d.size(p)} = 0 THEN {d.array(nulls)} ELSE {p} END",
         )
-        return _let(
-            items.sql,
-            lambda c: f"CASE WHEN len({c}) = 0 THEN {alone} ELSE {each(c)} END",
-            self.names,
+        return scope.let(
+            items.sql, lambda c: f"CASE WHEN {d.size(c)} = 0 THEN {alone} ELSE {each(c)} END"
         )
 
     def _repeat(self, paths: list[str], focus: Expr, index: str, where: str) -> Expr:
         """Every node reached by following ``paths`` again and again, depth first."""
+        d = self.d
 
         def children(item: Expr) -> Expr:
             found = [self.expression(p, item, index, f"{where}[{i}]") for i, p in enumerate(paths)]
             sql = found[0].sql
             for more in found[1:]:
-                sql = f"list_concat({sql}, {more.sql})"
+                sql = d.concat(sql, more.sql)
             return Expr(sql, found[0].typed)
 
         first = children(focus)
@@ -878,40 +851,38 @@ class _Compiler:
         message = f"{where}: nesting deeper than {REPEAT_DEPTH} levels is not followed"
 
         def expand(x: str, depth: int) -> str:
-            below = children(Expr(f"[{x}]", typed))
+            below = children(Expr(d.array(x), typed))
             if depth == 0:
-                return f"CASE WHEN len({below.sql}) > 0 THEN error({quote(message)}) ELSE [{x}] END"
+                return f"CASE WHEN {d.size(below.sql)} > 0 THEN {d.error(message)} ELSE {d.array(x)} END"
             y = self.names()
-            return (
-                f"list_concat([{x}], flatten(list_transform({below.sql}, "
-                f"lambda {y}: {expand(y, depth - 1)})))"
+            return d.concat(
+                d.array(x), d.flatten(d.transform(below.sql, [y], expand(y, depth - 1)))
             )
 
         y = self.names()
-        return Expr(
-            f"flatten(list_transform({first.sql}, lambda {y}: {expand(y, REPEAT_DEPTH - 1)}))",
-            typed,
-        )
+        return Expr(d.flatten(d.transform(first.sql, [y], expand(y, REPEAT_DEPTH - 1))), typed)
 
-    def _product(self, select: dict[str, Any], focus: Expr, index: str, where: str) -> str:
-        """The select's own columns, then every row of each nested select, then of its
-        unionAll: the product of the three, for one focus."""
-        own = select.get("column", [])
-        fields: list[str] = []
-        acc = ""
-        if own:
-            values = [
-                f"{quote(c['name'])}: "
-                + self.column(
+    def _own_columns(self, select: dict[str, Any], focus: Expr, index: str, where: str) -> str:
+        values = [
+            (
+                c["name"],
+                self.column(
                     Column(c["name"], c["path"], c.get("type"), c.get("collection", False)),
                     focus,
                     index,
                     at(where, f"column[{i}]"),
-                )
-                for i, c in enumerate(own)
-            ]
-            acc = "[{" + ", ".join(values) + "}]"
-            fields = [c["name"] for c in own]
+                ),
+            )
+            for i, c in enumerate(select.get("column", []))
+        ]
+        return self.d.array(self.d.struct(values)) if values else ""
+
+    def _product(self, select: dict[str, Any], focus: Expr, index: str, where: str) -> str:
+        """The select's own columns, then every row of each nested select, then of its
+        unionAll: the product of the three, for one focus."""
+        d = self.d
+        acc = self._own_columns(select, focus, index, where)
+        fields = [c["name"] for c in select.get("column", [])]
         parts: list[tuple[str, list[str]]] = []
         for i, inner in enumerate(select.get("select", [])):
             here = at(where, f"select[{i}]")
@@ -928,64 +899,59 @@ class _Compiler:
             ]
             sql = branches[0]
             for branch in branches[1:]:
-                sql = f"list_concat({sql}, {branch})"
-            names = [
-                c.name for c in select_columns(select["unionAll"][0], at(where, "unionAll[0]"))
-            ]
-            parts.append((sql, names))
+                sql = d.concat(sql, branch)
+            first = select_columns(select["unionAll"][0], at(where, "unionAll[0]"))
+            parts.append((sql, [c.name for c in first]))
         for part, names in parts:
             if not acc:
                 acc, fields = part, names
                 continue
             a, b = self.names(), self.names()
-            combined = ", ".join(
-                [f"{quote(n)}: {a}[{quote(n)}]" for n in fields]
-                + [f"{quote(n)}: {b}[{quote(n)}]" for n in names]
+            combined = d.struct(
+                [(n, d.field(a, n)) for n in fields] + [(n, d.field(b, n)) for n in names]
             )
-            acc = _let(
+            acc = self.scope(index, where).let(
                 part,
-                lambda p, acc=acc, combined=combined, a=a, b=b: (
-                    f"flatten(list_transform({acc}, lambda {a}: list_transform({p}, "
-                    f"lambda {b}: {{{combined}}})))"
+                lambda p, acc=acc, combined=combined, a=a, b=b: d.flatten(
+                    d.transform(acc, [a], d.transform(p, [b], combined))
                 ),
-                self.names,
             )
             fields = fields + names
         return acc
 
     def where_clause(self, focus: Expr) -> str:
+        d = self.d
         conditions = []
         for i, where in enumerate(self.view.get("where", [])):
             here = f"where[{i}].path"
             value = self.expression(where["path"], focus, "0", here)
             message = f"{here}: {where['path']!r} does not give a boolean"
-            conditions.append(
-                _let(
-                    value.sql,
-                    lambda c, message=message: (
-                        f"CASE WHEN len({c}) = 0 THEN false WHEN len({c}) = 1 AND "
-                        f"json_type({c}[1]) = 'BOOLEAN' THEN CAST({c}[1] AS BOOLEAN) "
-                        f"ELSE error({quote(message)}) END"
-                    ),
-                    self.names,
+
+            def check(c: str, message: str = message) -> str:
+                first = d.item(c, "1")
+                return (
+                    f"CASE WHEN {d.size(c)} = 0 THEN false WHEN {d.size(c)} = 1 AND "
+                    f"{d.is_boolean(first)} THEN {d.cast(first, 'BOOLEAN')} ELSE {d.error(message)} END"
                 )
-            )
+
+            conditions.append(self.scope("0", here).let(value.sql, check))
         return " AND ".join(f"({c})" for c in conditions) or "true"
 
 
-def compile_view(view: dict[str, Any], source: str = "resources") -> Compiled:
-    """The SQL of a ViewDefinition over ``source``, a relation with a JSON column ``resource``."""
+def compile_view(
+    view: dict[str, Any], source: str = "resources", engine: str = "duckdb"
+) -> Compiled:
+    """The SQL of a ViewDefinition over ``source``, a relation with a JSON column ``resource``
+    (DuckDB's JSON, Spark's VARIANT), in the SQL of ``engine``."""
     check_view(view)
-    compiler = _Compiler(view)
+    dialect = DIALECTS[engine]
+    compiler = _Compiler(view, dialect)
     kind = view["resource"]
-    focus = Expr("[r]", Typed(kind, kind, kind))
+    focus = Expr(dialect.array("r"), Typed(kind, kind, kind))
     top = {"select": view["select"]}
     columns = tuple(select_columns(top, ""))
     rows = compiler.rows(top, focus, "0", "")
     where = compiler.where_clause(focus)
-    sql = (
-        f"SELECT row.* FROM (SELECT unnest({rows}) AS row FROM ("
-        f"SELECT resource AS r FROM {source} WHERE resource->>'resourceType' = {quote(kind)}"
-        f") WHERE {where})"
-    )
-    return Compiled(sql, columns, kind)
+    kind_of = dialect.text(dialect.member("resource", "resourceType"))
+    relation = f"(SELECT resource AS r FROM {source} WHERE {kind_of} = {quote(kind)}) WHERE {where}"
+    return Compiled(dialect.rows(rows, relation), columns, kind)

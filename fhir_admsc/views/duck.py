@@ -16,8 +16,9 @@ from typing import Any
 
 from ..errors import ConfigurationError, FileAccessError
 from ..output import written_elsewhere
-from .compiler import Compiled, compile_view, quote
+from .compiler import Compiled, compile_view
 from .definition import ViewError
+from .dialects import quote
 from .study import study_views, table_queries
 
 SOURCE = "resources"

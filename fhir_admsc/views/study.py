@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import terminology as term
 from ..mappings.context import kind_of
-from .compiler import quote
+from .dialects import DIALECTS, quote
 
 VIEW_URL = f"{term.CANONICAL_BASE}/ViewDefinition"
 
@@ -257,19 +257,20 @@ def _keys(table: dict[str, term.Concept]) -> list[tuple[str, str]]:
     return [(concept.code, key) for key, concept in table.items()]
 
 
-def _number_text(column: str) -> str:
-    """A decimal as the tables write it: no '.0' on a whole number."""
+def _number_text(column: str, text: str) -> str:
+    """A decimal as the tables write it: no '.0' on a whole number (``text``: the engine's text
+    type)."""
     return (
-        f"CASE WHEN {column} = floor({column}) THEN CAST(CAST({column} AS BIGINT) AS VARCHAR) "
-        f"ELSE CAST({column} AS VARCHAR) END"
+        f"CASE WHEN {column} = floor({column}) THEN CAST(CAST({column} AS BIGINT) AS {text}) "
+        f"ELSE CAST({column} AS {text}) END"
     )
 
 
-def _measure_value(measures: dict[str, term.Measure], alias: str) -> str:
+def _measure_value(measures: dict[str, term.Measure], alias: str, text: str) -> str:
     """An Observation's value as its measure's table keeps it, as text."""
     presence = _case(f"{alias}.value_code", _keys(term.PRESENCE))
-    integer = f"CAST({alias}.value_integer AS VARCHAR)"
-    decimal = _number_text(f"{alias}.value_decimal")
+    integer = f"CAST({alias}.value_integer AS {text})"
+    decimal = _number_text(f"{alias}.value_decimal", text)
     kinds = {m.concept.code: m.kind for m in measures.values()}
     whens = " ".join(
         f"WHEN {quote(code)} THEN "
@@ -283,8 +284,10 @@ def _measures(measures: dict[str, term.Measure]) -> list[tuple[str, str]]:
     return [(m.concept.code, m.key) for m in measures.values()]
 
 
-def table_queries() -> dict[str, str]:
-    """The SQL of each study table over the views (each view a relation of its name)."""
+def table_queries(engine: str = "duckdb") -> dict[str, str]:
+    """The SQL of each study table over the views (each view a relation of its name), in the
+    SQL of ``engine``."""
+    text = DIALECTS[engine].text_type
     participant = _key_of("p.record")
     visit = _case("e.visit", _keys(term.VISITS))
     return {
@@ -321,7 +324,7 @@ def table_queries() -> dict[str, str]:
         "outcomes": (
             f"SELECT {participant} AS participant_id, {visit} AS visit, "
             f"{_case('o.code', _measures(term.OUTCOME_MEASURES))} AS measure, "
-            f"{_measure_value(term.OUTCOME_MEASURES, 'o')} AS value "
+            f"{_measure_value(term.OUTCOME_MEASURES, 'o', text)} AS value "
             "FROM observations o JOIN patients p ON p.key = o.patient "
             "JOIN encounters e ON e.key = o.encounter "
             f"WHERE o.code IN ({', '.join(quote(c) for c, _ in _measures(term.OUTCOME_MEASURES))})"
@@ -351,7 +354,7 @@ def table_queries() -> dict[str, str]:
             f"SELECT {participant} AS participant_id, {visit} AS visit, "
             f"{_key_of('d.record')} AS report_id, substr(d.study_date, 1, 10) AS study_date, "
             "i.modality AS modality, "
-            "CASE WHEN starts_with(i.study_uid, 'urn:oid:') THEN substr(i.study_uid, 9) "
+            "CASE WHEN i.study_uid LIKE 'urn:oid:%' THEN substr(i.study_uid, 9) "
             "ELSE i.study_uid END AS study_uid, d.conclusion AS conclusion "
             "FROM diagnostic_reports d JOIN patients p ON p.key = d.patient "
             "JOIN encounters e ON e.key = d.encounter "
@@ -361,7 +364,7 @@ def table_queries() -> dict[str, str]:
             f"SELECT {_key_of('d.record')} AS report_id, "
             f"{_case('o.disc', _keys(term.DISC_LEVELS))} AS disc_level, "
             f"{_case('o.code', _measures(term.IMAGING_FINDINGS))} AS finding, "
-            f"{_measure_value(term.IMAGING_FINDINGS, 'o')} AS value "
+            f"{_measure_value(term.IMAGING_FINDINGS, 'o', text)} AS value "
             "FROM report_results r JOIN diagnostic_reports d ON d.key = r.report "
             "JOIN observations o ON o.key = r.observation"
         ),

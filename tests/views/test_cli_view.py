@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -127,7 +128,7 @@ def test_sql_prints_the_query_without_reading_data(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     sql = result.stdout
     assert sql.startswith("SELECT row.* FROM (SELECT unnest(")
-    assert "resource->>'resourceType' = 'Patient'" in sql
+    assert "= 'Patient'" in sql
     connection = duckdb.connect()
     connection.execute("CREATE TABLE resources (resource JSON)")
     connection.execute(
@@ -142,7 +143,7 @@ def test_sql_prints_the_query_without_reading_data(tmp_path: Path) -> None:
     [
         pytest.param([], "give the FHIR data to read", id="no source"),
         pytest.param(
-            ["--format", "parquet"], "--format parquet needs -o FILE", id="parquet to stdout"
+            ["--format", "parquet"], "--format parquet on duckdb needs -o", id="parquet to stdout"
         ),
     ],
 )
@@ -153,3 +154,38 @@ def test_usage_mistakes_exit_2(
     result = run("view", str(write_view(tmp_path, PATIENTS)), *source, *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_spark_writes_a_folder_of_part_files(exported: Path, tmp_path: Path, spark: Any) -> None:
+    out = tmp_path / "patients"
+    result = run(
+        "view", str(write_view(tmp_path, PATIENTS)), str(exported / "ndjson"),
+        "--engine", "spark", "--format", "parquet", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"wrote 9 rows of 4 columns to {out}" in result.stderr
+    rows = duckdb.sql(f"SELECT participant, sex FROM read_parquet('{out}/*.parquet') ORDER BY 1")
+    assert rows.fetchall()[0] == ("ADMSC-FSO794/P01", "female")
+    again = run(
+        "view", str(write_view(tmp_path, PATIENTS)), str(exported / "ndjson"),
+        "--engine", "spark", "-o", str(out),
+    )  # fmt: skip
+    assert again.exit_code == 2
+    assert "exists: Spark writes a new folder" in again.stderr
+
+
+def test_a_spark_query_that_breaks_names_the_column_and_leaves_nothing(
+    exported: Path, tmp_path: Path, spark: Any
+) -> None:
+    view = {
+        "resource": "Observation",
+        "select": [{"column": [{"name": "code", "path": "code.coding.code"}]}],
+    }
+    out = tmp_path / "codes"
+    result = run(
+        "view", str(write_view(tmp_path, view)), str(exported / "ndjson"),
+        "--engine", "spark", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "column 'code' ('code.coding.code') gives several values" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["view.json"]

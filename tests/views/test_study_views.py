@@ -8,6 +8,7 @@ import json
 import re
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -19,6 +20,7 @@ from fhir_admsc.mappings import study_from_fhir
 from fhir_admsc.study import cell_text
 from fhir_admsc.tables import TABLES
 from fhir_admsc.views import duck
+from fhir_admsc.views import spark as views_on_spark
 from fhir_admsc.views.definition import check_view
 from fhir_admsc.views.study import study_views, table_queries
 
@@ -158,3 +160,21 @@ def test_the_npm_package_carries_the_views_where_validators_do_not_look(tmp_path
         )
     assert view == study_views()["patients"]
     assert not [n for n in names if n.startswith("package/ViewDefinition")]
+
+
+def test_the_views_on_spark_give_the_tables_duckdb_gives(
+    exports: dict[str, Path], spark: Any
+) -> None:
+    """The demo's NDJSON folder and the synthetic study's Bundle read together, once on each
+    engine (Spark is slow to start a job: one pass covers both kinds of input)."""
+    sources = [exports["demo-ndjson"], exports["synthetic-bundle"]]
+    connection = duck.connect()
+    duck.load_files(connection, sources)
+    expected = duck.study_tables(connection)
+    assert len(expected["participants"][1]) == 9 + 40
+    views_on_spark.load_files(spark, sources)
+    found = views_on_spark.study_tables(spark)
+    assert found.keys() == expected.keys()
+    for table, (columns, rows) in found.items():
+        assert columns == expected[table][0], table
+        assert _rows_as_text(rows) == _rows_as_text(expected[table][1]), table
