@@ -682,6 +682,14 @@ def pull(
     show_default=True,
     help="How to print the outcome table.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "duckdb", "spark", "python"]),
+    default="auto",
+    show_default=True,
+    help="Read the study tables through the study's SQL-on-FHIR views on DuckDB (auto: when "
+    "installed) or Spark, or through the reverse mappings in Python.",
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the report here.")
 def report(
     source: Path | None,
@@ -689,17 +697,19 @@ def report(
     baseline: str,
     followup: str,
     fmt: str,
+    engine: str,
     output: Path | None,
     **server: Any,
 ) -> None:
     """Recompute the study's outcome table from FHIR data: a Bundle, an NDJSON folder, a study
     folder (exported to FHIR first), or a server (--server with --study)."""
     from fhir_admsc.auth import connect
-    from fhir_admsc.inputs import read_fhir
+    from fhir_admsc.inputs import is_study_folder, read_fhir
     from fhir_admsc.mappings import study_from_fhir
     from fhir_admsc.plots import render_html
     from fhir_admsc.pull import pull_study
     from fhir_admsc.report import analyse, render_json, render_markdown, render_text
+    from fhir_admsc.views import duck
 
     from_environment = (
         click.get_current_context().get_parameter_source("base_url") == ParameterSource.ENVIRONMENT
@@ -708,21 +718,29 @@ def report(
         raise ConfigurationError("give either SOURCE or --server with --study, not both")
     if source is None and server["base_url"] is None:
         raise ConfigurationError("give SOURCE, or --server with --study")
+    if source is None and not study_id:
+        raise ConfigurationError("--server needs --study STUDY_ID")
+    if engine == "auto":
+        engine = "duckdb" if duck.available() else "python"
     progress = Progress("report")
-    if source is not None:  # an explicit SOURCE wins over FHIR_ADMSC_BASE_URL
-        progress.status(f"reading {source}")
-        resources = read_fhir(source, notify=_warning)
-    else:
-        if not study_id:
-            raise ConfigurationError("--server needs --study STUDY_ID")
+    resources = None
+    if source is None:
         client = connect(**server)
         client.capabilities()
         with Progress("pulling") as pulling:
-            resources = pull_study(client, study_id, progress=_drawn(pulling))
-    # Through the reverse mappings: the report reads what the FHIR resources say, not the CSV.
+            resources = pull_study(client, study_id, progress=_drawn(pulling))  # type: ignore[arg-type]
+    elif engine == "python" or is_study_folder(source):
+        progress.status(f"reading {source}")  # an explicit SOURCE wins over FHIR_ADMSC_BASE_URL
+        resources = read_fhir(source, notify=_warning)
+    # The report reads what the FHIR resources say, not the CSV: through the reverse mappings,
+    # or through the study's views (the same mapping written as SQL on FHIR).
     with progress:
-        progress.status(f"mapping {len(resources):,} resources back to the study tables")
-        study = study_from_fhir(resources)
+        if engine == "python":
+            progress.status(f"mapping {len(resources):,} resources back to the study tables")  # type: ignore[arg-type]
+            study = study_from_fhir(resources)  # type: ignore[arg-type]
+        else:
+            progress.status(f"reading the study tables through the views ({engine})")
+            study = _through_views(engine, source if resources is None else resources)
         progress.status(f"analysing {len(study.participants):,} participants")
         table = analyse(study, baseline, followup)
         if fmt == "html":
@@ -819,6 +837,28 @@ def views(output: Path) -> None:
     write_files(output, {name: text.encode() for name, text in files.items()})
     count = sum(name.endswith(".json") for name in files)
     _summary(f"wrote {count} ViewDefinitions and {len(files) - count} table queries to {output}")
+
+
+def _through_views(engine: str, data: Path | list[dict[str, Any]]) -> Any:
+    """The study tables of FHIR files (read by the engine) or of resources in memory, through
+    the study's views on ``engine``."""
+    from fhir_admsc.views import duck
+    from fhir_admsc.views import spark as on_spark
+    from fhir_admsc.views.study import study_rows
+
+    if engine == "spark":
+        spark = on_spark.session()
+        if isinstance(data, Path):
+            on_spark.load_files(spark, [data])
+        else:
+            on_spark.load_resources(spark, data)
+        return study_rows(on_spark.study_tables(spark))
+    connection = duck.connect()
+    if isinstance(data, Path):
+        duck.load_files(connection, [data])
+    else:
+        duck.load_resources(connection, data)
+    return study_rows(duck.study_tables(connection))
 
 
 def study_folder_output(command):

@@ -118,7 +118,18 @@ def read_resources(path: Path) -> list[dict[str, Any]]:
 
     Raises InvalidDataError naming every file and line that is not so, and NoResourcesError
     when there is none."""
-    resources: list[dict[str, Any]] = []
+    return list(_resources(path))
+
+
+def check_resources(path: Path) -> int:
+    """How many resources ``path`` holds, read and checked as ``read_resources`` does (the same
+    errors) without keeping them: for a reader that then reads the files itself."""
+    return sum(1 for _ in _resources(path))
+
+
+def _resources(path: Path) -> Iterator[dict[str, Any]]:
+    """The resources of ``path`` one at a time; the errors once all are read."""
+    count = 0
     problems: list[Problem] = []
     for item in read_documents(path):
         if isinstance(item, Unreadable):
@@ -126,16 +137,16 @@ def read_resources(path: Path) -> list[dict[str, Any]]:
             continue
         for value in _entry_resources(item, problems):
             if _has_id(value):
-                resources.append(value)
+                count += 1
+                yield value
             else:
                 problems.append(
                     Problem(item.source, "holds no FHIR resource with an id", item.line)
                 )
     if problems:
         raise InvalidDataError(problems, subject="the FHIR input")
-    if not resources:
+    if not count:
         raise NoResourcesError(f"no resources found in {path}")
-    return resources
 
 
 def _has_id(value: Any) -> bool:

@@ -147,11 +147,14 @@ def test_dry_run_reports_pending_changes(fhir_server, demo_study: Study, tmp_pat
 
 
 def test_pull_formats(fhir_server, demo_study: Study, tmp_path: Path) -> None:
+    """Every format from one server; from the others, NDJSON alone: a format is written from the
+    resources pulled, the same whichever server they came from (each pull takes 10-15 s)."""
     study = renamed(demo_study, f"RT-{fhir_server.name}-formats")
     write_study(study, tmp_path / "in")
     assert run("push", str(tmp_path / "in"), "--server", fhir_server.base_url).exit_code == 0
     expected = len(list(study_to_fhir(study)))
-    for fmt in ("transaction", "collection"):
+    bundles = ("transaction", "collection") if fhir_server.name == "sekmet" else ()
+    for fmt in bundles:
         out = tmp_path / f"{fmt}.json"
         assert (
             run(

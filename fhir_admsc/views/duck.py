@@ -6,6 +6,7 @@ until a view runs.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -14,14 +15,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, FileAccessError
+from ..errors import ConfigurationError
 from ..output import written_elsewhere
+from ..resources import check_resources, fhir_files
 from .compiler import Compiled, compile_view
 from .definition import ViewError
 from .dialects import quote
-from .study import study_views, table_queries
+from .study import check_references, dangling_query, study_views, table_queries
 
 SOURCE = "resources"
+LARGEST_DOCUMENT = 2**30  # bytes of one Bundle read whole (NDJSON is read a line at a time)
 
 
 def _duckdb() -> Any:
@@ -35,35 +38,33 @@ def _duckdb() -> Any:
     return duckdb
 
 
+def available() -> bool:
+    """Whether DuckDB is installed (the duckdb extra)."""
+    return importlib.util.find_spec("duckdb") is not None
+
+
 def connect() -> Any:
     """An in-memory DuckDB connection."""
     return _duckdb().connect(":memory:")
 
 
-def ndjson_files(sources: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
-    """The NDJSON files and the JSON files (Bundles or single resources) that ``sources``
-    name: files as given, folders for the files directly inside them."""
+def fhir_inputs(sources: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """The NDJSON files and the JSON files (Bundles or single resources) of ``sources``, read
+    and checked first as every command reads FHIR files (the same size, depth and number limits,
+    the same messages naming file and line), without keeping what is read."""
     ndjson: list[Path] = []
     documents: list[Path] = []
     for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file())
-            ndjson += [p for p in found if p.name.endswith((".ndjson", ".ndjson.gz"))]
-            documents += [p for p in found if p.name.endswith(".json")]
-        elif path.is_file():
-            (documents if path.name.endswith(".json") else ndjson).append(path)
-        else:
-            raise FileAccessError(f"cannot read {path}: no such file or folder")
-    if not ndjson and not documents:
-        raise FileAccessError(f"no .ndjson or .json files in {', '.join(str(s) for s in sources)}")
+        check_resources(Path(source))
+        for path in fhir_files(Path(source)):
+            (ndjson if path.suffix == ".ndjson" else documents).append(path)
     return ndjson, documents
 
 
 def load_files(connection: Any, sources: Sequence[str | Path]) -> None:
     """Make ``resources`` (one JSON column, ``resource``) read the files ``sources`` name; a
     Bundle gives its entries' resources."""
-    ndjson, documents = ndjson_files(sources)
+    ndjson, documents = fhir_inputs(sources)
     parts = []
     if ndjson:
         names = ", ".join(quote(str(p)) for p in ndjson)
@@ -77,7 +78,8 @@ def load_files(connection: Any, sources: Sequence[str | Path]) -> None:
             "SELECT unnest(CASE WHEN json->>'resourceType' = 'Bundle' THEN "
             "list_transform(coalesce(CAST(json->'entry' AS JSON[]), []::JSON[]), "
             "lambda e: e->'resource') ELSE [json] END) AS resource "
-            f"FROM read_json_objects([{names}], format = 'auto')"
+            f"FROM read_json_objects([{names}], format = 'auto', "
+            f"maximum_object_size = {LARGEST_DOCUMENT})"
         )
     connection.execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE} AS " + " UNION ALL ".join(parts))
 
@@ -153,6 +155,7 @@ def study_tables(connection: Any) -> dict[str, Table]:
         connection.execute(
             f"CREATE OR REPLACE TEMP TABLE {name} AS {compile_view(definition, SOURCE).sql}"
         )
+    check_references(connection.execute(dangling_query()).fetchall())
     tables = {}
     for table, sql in table_queries().items():
         cursor = connection.execute(sql)

@@ -19,8 +19,8 @@ from typing import Any
 from ..errors import ConfigurationError, FileAccessError
 from .compiler import Compiled, compile_view
 from .definition import ViewError
-from .duck import Table, ndjson_files
-from .study import study_views, table_queries
+from .duck import Table, fhir_inputs
+from .study import check_references, dangling_query, study_views, table_queries
 
 SOURCE = "resources"
 ENGINE = "spark"
@@ -60,7 +60,7 @@ def session(master: str = "local[*]") -> Any:
 def load_files(spark: Any, sources: Sequence[str | Path]) -> None:
     """Make the view ``resources`` (one VARIANT column, ``resource``) read NDJSON files and
     Bundles (or single resources) that ``sources`` name."""
-    ndjson, documents = ndjson_files(sources)
+    ndjson, documents = fhir_inputs(sources)
     parts = []
     if ndjson:
         spark.read.text([str(p) for p in ndjson]).createOrReplaceTempView("fhir_admsc_lines")
@@ -161,5 +161,6 @@ def study_tables(spark: Any) -> dict[str, Table]:
     # Spark plans and runs several small jobs at once: the views, then the tables, side by side
     with ThreadPoolExecutor(JOBS) as pool:
         list(pool.map(view, study_views().items()))
+        check_references([tuple(row) for row in spark.sql(dangling_query()).collect()])
         queries = table_queries(ENGINE)
         return dict(zip(queries, pool.map(table, queries.values()), strict=True))

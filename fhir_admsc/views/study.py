@@ -11,11 +11,16 @@ the table queries on any SQL database.
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import terminology as term
+from ..errors import InvalidDataError, Problem
+from ..mappings import ROW_ORDER
 from ..mappings.context import kind_of
+from ..study import TABLES
 from .dialects import DIALECTS, quote
 
 VIEW_URL = f"{term.CANONICAL_BASE}/ViewDefinition"
@@ -46,7 +51,14 @@ def _identifier(resource_type: str) -> str:
 
 
 def _reference(element: str, target: str) -> str:
-    return f"{element}.getReferenceKey({target}).first()"
+    """The key of the ``target`` a reference points to; a reference that names no ``target``
+    by Type/id gives its own text, which no key equals (the reference does not resolve)."""
+    return f"({element}.getReferenceKey({target}) | {element}.reference).first()"
+
+
+def _extension_reference(name: str, target: str) -> str:
+    definition = term.EXTENSIONS[name]
+    return _reference(f"extension('{definition.url}').value.ofType(Reference)", target)
 
 
 def _view(name: str, resource: str, columns: list[dict[str, str]], **more: Any) -> dict[str, Any]:
@@ -86,7 +98,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "ResearchSubject",
             [
                 _column("patient", _reference("individual", "Patient")),
-                _column("site", _extension("study-site", ".getReferenceKey(Location)")),
+                _column("site", _extension_reference("study-site", "Location")),
                 _column("status", "status", "code"),
                 _column("enrolled_on", "period.start", "dateTime"),
                 _column("withdrawn_on", "period.end", "dateTime"),
@@ -126,7 +138,7 @@ def study_views() -> dict[str, dict[str, Any]]:
                 _column("volume_ml", _extension("procedure-volume", ".value"), "decimal"),
                 _column(
                     "product",
-                    _extension("cell-product", ".getReferenceKey(BiologicallyDerivedProduct)"),
+                    _extension_reference("cell-product", "BiologicallyDerivedProduct"),
                 ),
                 _column("guidance", _own_code(_extension("imaging-guidance")), "code"),
                 _column("notes", "note.first().text"),
@@ -138,7 +150,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             [
                 _keyed("BiologicallyDerivedProduct"),
                 _column("viability_pct", _extension("cell-viability", ".value"), "decimal"),
-                _column("harvest", _extension("harvest-procedure", ".getReferenceKey(Procedure)")),
+                _column("harvest", _extension_reference("harvest-procedure", "Procedure")),
             ],
         ),
         _view(
@@ -210,6 +222,17 @@ def study_views() -> dict[str, dict[str, Any]]:
         ),
         _view("report_results", "DiagnosticReport", []),
         _view(
+            "research_studies",
+            "ResearchStudy",
+            [
+                _keyed("ResearchStudy"),
+                _column("title", "title"),
+                _column("sponsor", _reference("sponsor", "Organization")),
+            ],
+        ),
+        _view("organizations", "Organization", []),
+        _view("study_sites", "ResearchStudy", []),
+        _view(
             "imaging_studies",
             "ImagingStudy",
             [
@@ -228,14 +251,75 @@ def study_views() -> dict[str, dict[str, Any]]:
                 {
                     "forEach": "result",
                     "column": [
-                        _column("observation", "getReferenceKey(Observation)"),
+                        _column("observation", _reference("$this", "Observation")),
                         _column("position", "%rowIndex", "integer"),
                     ],
                 }
             ],
         }
     ]
+    found["study_sites"]["select"] = [
+        {
+            "column": [_column("study", "getResourceKey()")],
+            "select": [
+                {
+                    "forEach": "site",
+                    "column": [_column("location", _reference("$this", "Location"))],
+                }
+            ],
+        }
+    ]
     return found
+
+
+# Every reference the reverse mappings follow: (view, column, the view of its target, where in
+# FHIR it is). Each must resolve to a resource read, as FhirIndex.resolve demands.
+REFERENCES = [
+    ("research_subjects", "patient", "patients", "ResearchSubject.individual"),
+    ("research_subjects", "site", "locations", "ResearchSubject.extension (study-site)"),
+    ("research_studies", "sponsor", "organizations", "ResearchStudy.sponsor"),
+    ("study_sites", "location", "locations", "ResearchStudy.site"),
+    ("conditions", "patient", "patients", "Condition.subject"),
+    ("encounters", "patient", "patients", "Encounter.subject"),
+    ("procedures", "patient", "patients", "Procedure.subject"),
+    ("procedures", "product", "cell_products", "Procedure.extension (cell-product)"),
+    ("cell_products", "harvest", "procedures", "BiologicallyDerivedProduct.extension"),
+    ("observations", "patient", "patients", "Observation.subject"),
+    ("observations", "encounter", "encounters", "Observation.encounter"),
+    ("medication_statements", "patient", "patients", "MedicationStatement.subject"),
+    ("medication_statements", "encounter", "encounters", "MedicationStatement.context"),
+    ("adverse_events", "patient", "patients", "AdverseEvent.subject"),
+    ("adverse_events", "suspected", "procedures", "AdverseEvent.suspectEntity.instance"),
+    ("diagnostic_reports", "patient", "patients", "DiagnosticReport.subject"),
+    ("diagnostic_reports", "encounter", "encounters", "DiagnosticReport.encounter"),
+    ("diagnostic_reports", "imaging_study", "imaging_studies", "DiagnosticReport.imagingStudy"),
+    ("report_results", "observation", "observations", "DiagnosticReport.result"),
+]
+
+
+def dangling_query() -> str:
+    """The references that resolve to no resource read: (where, reference key), at most a few
+    of each kind."""
+    parts = [
+        f"SELECT {quote(where)} AS element, v.{column} AS reference FROM {view} v "
+        f"WHERE v.{column} IS NOT NULL AND NOT EXISTS "
+        f"(SELECT 1 FROM {target} t WHERE t.key = v.{column})"
+        for view, column, target, where in REFERENCES
+    ]
+    return " UNION ALL ".join(parts)
+
+
+def check_references(dangling: list[tuple[str, str]]) -> None:
+    """Raise InvalidDataError for references that resolve to nothing read (``dangling_query``'s
+    rows), as the reverse mappings do."""
+    if dangling:
+        raise InvalidDataError(
+            [
+                Problem(where, f"refers to {reference}, which is not among the resources read")
+                for where, reference in sorted(dangling)
+            ],
+            subject="the FHIR input",
+        )
 
 
 # -- the tables ---------------------------------------------------------------------------------
@@ -286,7 +370,7 @@ def _measures(measures: dict[str, term.Measure]) -> list[tuple[str, str]]:
 
 def table_queries(engine: str = "duckdb") -> dict[str, str]:
     """The SQL of each study table over the views (each view a relation of its name), in the
-    SQL of ``engine``."""
+    SQL of ``engine``; and ``study``, the study's id and title."""
     text = DIALECTS[engine].text_type
     participant = _key_of("p.record")
     visit = _case("e.visit", _keys(term.VISITS))
@@ -360,13 +444,14 @@ def table_queries(engine: str = "duckdb") -> dict[str, str]:
             "JOIN encounters e ON e.key = d.encounter "
             "LEFT JOIN imaging_studies i ON i.key = d.imaging_study"
         ),
+        "study": f"SELECT {_key_of('s.record')} AS study_id, s.title AS title FROM research_studies s",
         "imaging_findings": (
             f"SELECT {_key_of('d.record')} AS report_id, "
             f"{_case('o.disc', _keys(term.DISC_LEVELS))} AS disc_level, "
             f"{_case('o.code', _measures(term.IMAGING_FINDINGS))} AS finding, "
             f"{_measure_value(term.IMAGING_FINDINGS, 'o', text)} AS value "
             "FROM report_results r JOIN diagnostic_reports d ON d.key = r.report "
-            "JOIN observations o ON o.key = r.observation"
+            "JOIN observations o ON o.key = r.observation ORDER BY d.record, r.position"
         ),
     }
 
@@ -380,3 +465,74 @@ def view_files() -> dict[str, str]:
     }
     files.update({f"{table}.sql": sql + ";\n" for table, sql in table_queries().items()})
     return files
+
+
+# -- rows for the report ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyRows:
+    """The study tables as rows (named tuples with the contract's columns) and the study's id
+    and title: what the report reads, whether from the reverse mappings or from the views."""
+
+    info: Any
+    participants: list[Any]
+    visits: list[Any]
+    procedures: list[Any]
+    outcomes: list[Any]
+    medications: list[Any]
+    adverse_events: list[Any]
+    imaging_reports: list[Any]
+    imaging_findings: list[Any]
+
+
+_KINDS = {m.key: m.kind for m in [*term.OUTCOME_MEASURES.values(), *term.IMAGING_FINDINGS.values()]}
+
+
+def _typed(key: str, text: str | None) -> Any:
+    """A measure's value as the study tables hold it: an integer, a number or a code."""
+    if text is None or _KINDS.get(key) == "presence":
+        return text
+    return int(text) if _KINDS.get(key) == "integer" else float(text)
+
+
+def study_rows(tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]) -> StudyRows:
+    """The rows of the tables that the views and table queries gave."""
+    found: dict[str, list[Any]] = {}
+    for name, (columns, rows) in tables.items():
+        row = namedtuple(name, columns)  # type: ignore[misc]  # noqa: PYI024
+        if name in ("outcomes", "imaging_findings"):
+            key = "measure" if name == "outcomes" else "finding"
+            at = columns.index("value")
+            rows = [(*r[:at], _typed(r[columns.index(key)], r[at]), *r[at + 1 :]) for r in rows]
+        found[name] = [row(*r) for r in rows]
+    _check_required(found)
+    for name, key in ROW_ORDER.items():  # the contract's order, as the reverse mappings give
+        found[name].sort(key=key)
+    rank = {r.report_id: i for i, r in enumerate(found["imaging_reports"])}
+    found["imaging_findings"].sort(key=lambda f: rank.get(f.report_id, len(rank)))
+    studies = found.pop("study")
+    if len(studies) != 1:
+        problem = f"hold {len(studies)} ResearchStudy resources: expected exactly one"
+        raise InvalidDataError([Problem("FHIR resources", problem)])
+    return StudyRows(info=studies[0], **found)
+
+
+def _check_required(found: dict[str, list[Any]]) -> None:
+    """Raise InvalidDataError when rows lack what the data contract requires (a resource
+    without the element a required column is read from)."""
+    problems = []
+    for table in TABLES:
+        for column, definition in table.model.model_fields.items():
+            if definition.is_required():
+                empty = sum(getattr(row, column) is None for row in found[table.attribute])
+                if empty:
+                    problems.append(
+                        Problem(
+                            "FHIR resources",
+                            f"give {empty} {table.attribute} row(s) without {column}, "
+                            "which the study tables require",
+                        )
+                    )
+    if problems:
+        raise InvalidDataError(problems, subject="the FHIR input")

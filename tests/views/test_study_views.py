@@ -69,7 +69,8 @@ def test_the_views_give_the_tables_of_the_reverse_mappings(
     connection = duck.connect()
     duck.load_files(connection, [path])
     tables = duck.study_tables(connection)
-    assert set(tables) == {t.attribute for t in TABLES}
+    assert set(tables) == {t.attribute for t in TABLES} | {"study"}
+    assert tables["study"][1] == [(study.info.study_id, study.info.title)]
     for table in TABLES:
         columns, rows = tables[table.attribute]
         assert columns == list(table.columns), table.attribute
@@ -127,7 +128,7 @@ def test_views_writes_the_views_and_table_queries_that_run_elsewhere(
     out = tmp_path / "views"
     result = run("views", "-o", str(out))
     assert result.exit_code == 0, result.output
-    assert "wrote 13 ViewDefinitions and 8 table queries" in result.stderr
+    assert "wrote 16 ViewDefinitions and 9 table queries" in result.stderr
     # each written view runs through the command line ...
     patients = run("view", str(out / "ViewDefinition-patients.json"), str(exports["demo-ndjson"]))
     assert patients.exit_code == 0, patients.output
@@ -152,7 +153,7 @@ def test_views_writes_the_views_and_table_queries_that_run_elsewhere(
 def test_the_npm_package_carries_the_views_where_validators_do_not_look(tmp_path: Path) -> None:
     result = run("profiles", "package", "-o", str(tmp_path / "package.tgz"))
     assert result.exit_code == 0, result.output
-    assert "and the study's 13 ViewDefinitions" in result.stderr
+    assert "and the study's 16 ViewDefinitions" in result.stderr
     with tarfile.open(tmp_path / "package.tgz") as tar:
         names = tar.getnames()
         view = json.load(
