@@ -22,7 +22,10 @@ the child's maximum resident set size.
 - push into HAPI FHIR (tests/hapi, built by the test suite): ``--concurrency 2`` against
   ``--concurrency 1`` and one PUT per resource, with the server's CPU a resource beside the
   client's (a push bounded by the server shows as such);
-- memory: ``fhir-admsc export --format ndjson`` of a ``--big``-participant synthetic study.
+- memory: ``fhir-admsc export --format ndjson`` of a ``--big``-participant synthetic study, and
+  ``report`` of it through the study's views on DuckDB;
+- report: ``report`` of a ``--report``-participant NDJSON export through the views on DuckDB,
+  beside the same through the reverse mappings in Python (wall time, peak memory, the same JSON).
 """
 
 from __future__ import annotations
@@ -297,6 +300,26 @@ def memory(participants: int, folder: Path) -> None:
         f"  {'fhir-admsc export --format ndjson':<44} {count / export_s:>10,.0f} resources/s  "
         f"({export_s:.1f} s wall, {count:,} resources)  {export_mib:>8,.0f} MiB peak"
     )
+    command = [*CLI, "report", str(out), "--engine", "duckdb", "--format", "json", "-q"]
+    report_s, report_mib = run(command)
+    label = "fhir-admsc report --engine duckdb"
+    print(f"  {label:<44} {report_s:>10.1f} s wall  {report_mib:>8,.0f} MiB peak")
+
+
+def reports(participants: int, folder: Path) -> None:
+    """report through the views (DuckDB) against through the reverse mappings (Python)."""
+    print(f"report: an NDJSON export of {participants:,} participants")
+    _, out = synthetic_ndjson(folder, "report", participants, 9)
+    outputs = {}
+    for engine in ("duckdb", "python"):
+        target = folder / f"report-{engine}.json"
+        command = [*CLI, "report", str(out), "--engine", engine, "--format", "json", "-o"]
+        wall, mib = run([*command, str(target)])
+        outputs[engine] = target.read_bytes()
+        label = f"fhir-admsc report --engine {engine} (wall)"
+        print(f"  {label:<44} {wall:>10.1f} s wall  {mib:>8,.0f} MiB peak")
+    same = "the same report" if outputs["duckdb"] == outputs["python"] else "REPORTS DIFFER"
+    print(f"  {same}")
 
 
 def cores(participants: int, folder: Path) -> None:
@@ -341,6 +364,9 @@ def main() -> None:
         "--cores", type=int, default=2000, help="participants of the --jobs run (validate NDJSON)"
     )
     parser.add_argument(
+        "--report", type=int, default=2000, help="participants of the report run (views, Python)"
+    )
+    parser.add_argument(
         "--reference", action="store_true", help="also time the HL7 validator engine (Java)"
     )
     args = parser.parse_args()
@@ -352,6 +378,8 @@ def main() -> None:
             push_hapi(args.hapi, Path(folder))
         if args.cores:
             cores(args.cores, Path(folder))
+        if args.report:
+            reports(args.report, Path(folder))
         if args.big:
             memory(args.big, Path(folder))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

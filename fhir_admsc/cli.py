@@ -814,7 +814,9 @@ def view(
             count = on_spark.write(spark, compiled, output, fmt)  # type: ignore[arg-type]
         else:
             connection = duck.connect()
-            duck.load_files(connection, sources)
+            relations = duck.load_files(connection, sources)
+            source = duck.source_of(definition["resource"], relations)
+            compiled = compile_view(definition, source)
             count = duck.write(connection, compiled, output, fmt)
     except ViewError as e:
         raise located(view_file, e) from None
@@ -854,11 +856,12 @@ def _through_views(engine: str, data: Path | list[dict[str, Any]]) -> Any:
             on_spark.load_resources(spark, data)
         return study_rows(on_spark.study_tables(spark))
     connection = duck.connect()
+    relations: duck.Relations = {}
     if isinstance(data, Path):
-        duck.load_files(connection, [data])
+        relations = duck.load_files(connection, [data])
     else:
         duck.load_resources(connection, data)
-    return study_rows(duck.study_tables(connection))
+    return study_rows(duck.study_tables(connection, relations))
 
 
 def study_folder_output(command):

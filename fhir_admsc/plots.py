@@ -40,9 +40,11 @@ def _pyplot():
 
 
 def _svg(figure) -> str:
+    """The figure as inline SVG; the figure is closed (pyplot keeps every figure it made until
+    then: a report per process is fine, a server drawing many is not)."""
     out = io.StringIO()
     figure.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
-    figure.clf()
+    _pyplot().close(figure)
     text = out.getvalue()
     return text[text.index("<svg") :]
 

@@ -4,7 +4,7 @@ under the outcome definitions of the study data contract."""
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -68,11 +68,18 @@ def analyse(
         b, a = values.get((pid, before, measure)), values.get((pid, after, measure))
         return None if b is None or a is None else test(float(b), float(a))
 
+    visits: dict[str, set[str]] = defaultdict(set)
+    for v in study.visits:
+        visits[v.participant_id].add(v.visit)
+    medications: dict[str, list[Any]] = defaultdict(list)
+    for m in study.medications:
+        medications[m.participant_id].append(m)
     outcomes = {name: _Tally() for name in [*OUTCOMES, "analgesic_reduced"]}
     for pid in pids:
         for name, (measure, test) in OUTCOMES.items():
             outcomes[name].add(pid, compare(pid, measure, test, baseline, followup))
-        outcomes["analgesic_reduced"].add(pid, _analgesic_reduced(study, pid, baseline, followup))
+        reduced = _analgesic_reduced(visits[pid], medications[pid], baseline, followup)
+        outcomes["analgesic_reduced"].add(pid, reduced)
 
     second = Counter()
     for pid in sorted({p.participant_id for p in study.procedures if p.injection_number == 2}):
@@ -128,14 +135,16 @@ def analyse(
     }
 
 
-def _analgesic_reduced(study: Study, pid: str, baseline: str, followup: str) -> bool | None:
-    """Fewer analgesics taken at follow-up, or the same ones at a lower daily dose, nothing added."""
-    visits = {v.visit for v in study.visits if v.participant_id == pid}
+def _analgesic_reduced(
+    visits: set[str], medications: list[Any], baseline: str, followup: str
+) -> bool | None:
+    """Fewer analgesics taken at follow-up, or the same ones at a lower daily dose, nothing
+    added (``visits`` and ``medications``: one participant's)."""
     if baseline not in visits or followup not in visits:
         return None
-    taking = {baseline: {}, followup: {}}
-    for m in study.medications:
-        if m.participant_id == pid and m.status == term.TAKING and m.visit in taking:
+    taking: dict[str, dict[str, Any]] = {baseline: {}, followup: {}}
+    for m in medications:
+        if m.status == term.TAKING and m.visit in taking:
             taking[m.visit][m.medication] = m.daily_dose
     before, after = taking[baseline], taking[followup]
     if len(after) < len(before):

@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_admsc import limits
 from fhir_admsc.errors import InvalidDataError, NoResourcesError, Problem
+from fhir_admsc.parallel import SMALLEST_BYTES, run_in_order
 
 FHIR_SUFFIXES = (".json", ".ndjson")
 _DECODER = json.JSONDecoder()
@@ -118,33 +119,94 @@ def read_resources(path: Path) -> list[dict[str, Any]]:
 
     Raises InvalidDataError naming every file and line that is not so, and NoResourcesError
     when there is none."""
-    return list(_resources(path))
+    return [resource for _, resource in _resources(path)]
 
 
-def check_resources(path: Path) -> int:
+INPUT = "the FHIR input"  # what the problems of FHIR files are problems in
+
+
+def check_resources(path: Path, types: dict[str, set[Any]] | None = None, jobs: int = 1) -> int:
     """How many resources ``path`` holds, read and checked as ``read_resources`` does (the same
-    errors) without keeping them: for a reader that then reads the files itself."""
-    return sum(1 for _ in _resources(path))
+    errors) without keeping them: for a reader that then reads the files itself. ``types`` is
+    told the resource types each file holds. NDJSON alone is checked by ``jobs`` processes, each
+    reading every n-th line of every file."""
+    files = fhir_files(path) if path.exists() else []
+    size = sum(f.stat().st_size for f in files) if files else 0
+    if jobs < 2 or not files or any(f.suffix != ".ndjson" for f in files):
+        jobs = 1
+    if size < SMALLEST_BYTES:
+        jobs = 1
+    shares = [(path, k, jobs) for k in range(jobs)] if jobs > 1 else [(path, 0, 0)]
+    rank = {str(f): i for i, f in enumerate(files)}
+
+    def order(problem: Problem) -> tuple[int, int]:
+        return rank.get(problem.file, -1), problem.line or 0
+
+    count, problems, seen, stops = 0, [], set(), []
+    for found in run_in_order(_checked_share, shares, jobs, smallest=1):
+        for share_count, share_types, share_problems, stop in found:
+            count += share_count
+            for source, kinds in share_types.items():
+                if types is not None:
+                    types.setdefault(source, set()).update(kinds)
+            for problem in share_problems:
+                if problem not in seen:  # a whole file's problem is met by every share
+                    seen.add(problem)
+                    problems.append(problem)
+            if stop is not None:
+                stops.append(stop)
+    if stops:  # a limit stops the reading: one process would have met the first one only
+        first, subject = min(stops, key=lambda stop: order(stop[0][0]))
+        raise InvalidDataError(first, subject=subject)
+    problems.sort(key=order)
+    if problems:
+        raise InvalidDataError(problems, subject=INPUT)
+    if not count:
+        raise NoResourcesError(f"no resources found in {path}")
+    return count
 
 
-def _resources(path: Path) -> Iterator[dict[str, Any]]:
-    """The resources of ``path`` one at a time; the errors once all are read."""
+def _checked_share(
+    share: tuple[Path, int, int],
+) -> tuple[int, dict[str, set[Any]], list[Problem], tuple[list[Problem], str] | None]:
+    """The resources, types by file and problems of one share of ``path``'s lines (k, n: the
+    lines numbered k modulo n; n = 0: every line), and the limit that stopped it, if one did."""
+    path, k, n = share
+    count, types = 0, {}
+    try:
+        for source, resource in _resources(path, (k, n) if n else None):
+            count += 1
+            types.setdefault(source, set()).add(resource["resourceType"])
+    except InvalidDataError as e:
+        if e.subject == INPUT:  # every problem of the share, found once all was read
+            return count, types, e.problems, None
+        return count, types, [], (e.problems, e.subject)  # a limit, met part way
+    except NoResourcesError:
+        pass
+    return count, types, [], None
+
+
+def _resources(
+    path: Path, share: tuple[int, int] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The resources of ``path`` one at a time, with the file each is in; the errors once all
+    are read (``share``: see ``read_documents``)."""
     count = 0
     problems: list[Problem] = []
-    for item in read_documents(path):
+    for item in read_documents(path, share):
         if isinstance(item, Unreadable):
             problems.append(Problem(item.source, item.message, item.line))
             continue
         for value in _entry_resources(item, problems):
             if _has_id(value):
                 count += 1
-                yield value
+                yield item.source, value
             else:
                 problems.append(
                     Problem(item.source, "holds no FHIR resource with an id", item.line)
                 )
     if problems:
-        raise InvalidDataError(problems, subject="the FHIR input")
+        raise InvalidDataError(problems, subject=INPUT)
     if not count:
         raise NoResourcesError(f"no resources found in {path}")
 

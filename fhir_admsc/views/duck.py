@@ -12,11 +12,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..output import written_elsewhere
+from ..parallel import cpus
 from ..resources import check_resources, fhir_files
 from .compiler import Compiled, compile_view
 from .definition import ViewError
@@ -24,7 +26,7 @@ from .dialects import quote
 from .study import check_references, dangling_query, study_views, table_queries
 
 SOURCE = "resources"
-LARGEST_DOCUMENT = 2**30  # bytes of one Bundle read whole (NDJSON is read a line at a time)
+MEMORY_LIMIT = "768MB"
 
 
 def _duckdb() -> Any:
@@ -44,44 +46,89 @@ def available() -> bool:
 
 
 def connect() -> Any:
-    """An in-memory DuckDB connection."""
-    return _duckdb().connect(":memory:")
+    """An in-memory DuckDB connection that draws nothing on the terminal and keeps within
+    ``MEMORY_LIMIT`` (spilling to its temporary folder beyond)."""
+    connection = _duckdb().connect(":memory:", config={"memory_limit": MEMORY_LIMIT})
+    connection.execute("SET enable_progress_bar = false")
+    return connection
 
 
-def fhir_inputs(sources: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
-    """The NDJSON files and the JSON files (Bundles or single resources) of ``sources``, read
-    and checked first as every command reads FHIR files (the same size, depth and number limits,
-    the same messages naming file and line), without keeping what is read."""
-    ndjson: list[Path] = []
-    documents: list[Path] = []
+@dataclass
+class Inputs:
+    """The FHIR files of a command's sources, checked: NDJSON files, JSON documents (Bundles or
+    single resources), and the resource types each file holds."""
+
+    ndjson: list[Path] = field(default_factory=list)
+    documents: list[Path] = field(default_factory=list)
+    types: dict[str, set[Any]] = field(default_factory=dict)
+
+    def by_type(self) -> dict[str, list[Path]] | None:
+        """The NDJSON files of each resource type when every file holds one type (as Bulk Data
+        and ``export --format ndjson`` write them), else None."""
+        if self.documents or any(len(self.types.get(str(p), ())) != 1 for p in self.ndjson):
+            return None
+        found: dict[str, list[Path]] = {}
+        for path in self.ndjson:
+            (kind,) = self.types[str(path)]
+            found.setdefault(kind, []).append(path)
+        return found
+
+
+def fhir_inputs(sources: Sequence[str | Path]) -> Inputs:
+    """The FHIR files of ``sources``, read and checked first as every command reads FHIR files
+    (the same size, depth and number limits, the same messages naming file and line), without
+    keeping what is read."""
+    inputs = Inputs()
     for source in sources:
-        check_resources(Path(source))
+        check_resources(Path(source), inputs.types, jobs=cpus())
         for path in fhir_files(Path(source)):
-            (ndjson if path.suffix == ".ndjson" else documents).append(path)
-    return ndjson, documents
+            (inputs.ndjson if path.suffix == ".ndjson" else inputs.documents).append(path)
+    return inputs
 
 
-def load_files(connection: Any, sources: Sequence[str | Path]) -> None:
+Relations = dict[str, str]  # resource type -> the relation that holds its resources
+
+
+def _ndjson(files: list[Path]) -> str:
+    names = ", ".join(quote(str(p)) for p in files)
+    return (
+        f"SELECT json AS resource FROM read_ndjson_objects([{names}], format = 'newline_delimited')"
+    )
+
+
+def load_files(connection: Any, sources: Sequence[str | Path]) -> Relations:
     """Make ``resources`` (one JSON column, ``resource``) read the files ``sources`` name; a
-    Bundle gives its entries' resources."""
-    ndjson, documents = fhir_inputs(sources)
+    Bundle gives its entries' resources. Where each NDJSON file holds one resource type, a
+    relation per type reads only its files: returned by type (a view of a type reads those)."""
+    inputs = fhir_inputs(sources)
     parts = []
-    if ndjson:
-        names = ", ".join(quote(str(p)) for p in ndjson)
-        parts.append(
-            f"SELECT json AS resource FROM read_ndjson_objects([{names}], "
-            "format = 'newline_delimited')"
-        )
-    if documents:
-        names = ", ".join(quote(str(p)) for p in documents)
+    if inputs.ndjson:
+        parts.append(_ndjson(inputs.ndjson))
+    if inputs.documents:
+        # DuckDB reserves a buffer of this size: the largest document read, not more
+        largest = max(p.stat().st_size for p in inputs.documents) + 1024
+        names = ", ".join(quote(str(p)) for p in inputs.documents)
         parts.append(
             "SELECT unnest(CASE WHEN json->>'resourceType' = 'Bundle' THEN "
             "list_transform(coalesce(CAST(json->'entry' AS JSON[]), []::JSON[]), "
             "lambda e: e->'resource') ELSE [json] END) AS resource "
             f"FROM read_json_objects([{names}], format = 'auto', "
-            f"maximum_object_size = {LARGEST_DOCUMENT})"
+            f"maximum_object_size = {largest})"
         )
     connection.execute(f"CREATE OR REPLACE TEMP VIEW {SOURCE} AS " + " UNION ALL ".join(parts))
+    relations: Relations = {}
+    for kind, files in (inputs.by_type() or {}).items():
+        relations[kind] = f"{SOURCE}_{kind}"
+        connection.execute(f"CREATE OR REPLACE TEMP VIEW {relations[kind]} AS {_ndjson(files)}")
+    return relations
+
+
+def source_of(kind: str, relations: Relations) -> str:
+    """The relation a view of ``kind`` reads: its own files' where they are known (a type no
+    file holds: none), else every resource."""
+    if not relations:
+        return SOURCE
+    return relations.get(kind, f"(SELECT resource FROM {SOURCE} WHERE false)")
 
 
 def load_resources(connection: Any, resources: Iterable[dict[str, Any]]) -> None:
@@ -148,16 +195,19 @@ def _copy(connection: Any, compiled: Compiled, path: str, fmt: str) -> int:
 Table = tuple[list[str], list[tuple[Any, ...]]]
 
 
-def study_tables(connection: Any) -> dict[str, Table]:
+def study_tables(connection: Any, relations: Relations | None = None) -> dict[str, Table]:
     """The study tables (columns and rows) of the loaded resources, through the study's views:
     each view is made a table of its name, then each study table is queried from them."""
     for name, definition in study_views().items():
+        source = source_of(definition["resource"], relations or {})
         connection.execute(
-            f"CREATE OR REPLACE TEMP TABLE {name} AS {compile_view(definition, SOURCE).sql}"
+            f"CREATE OR REPLACE TEMP TABLE {name} AS {compile_view(definition, source).sql}"
         )
     check_references(connection.execute(dangling_query()).fetchall())
     tables = {}
     for table, sql in table_queries().items():
         cursor = connection.execute(sql)
         tables[table] = ([d[0] for d in cursor.description], cursor.fetchall())
+    for name in study_views():  # what the views held is in the tables now
+        connection.execute(f"DROP TABLE {name}")
     return tables

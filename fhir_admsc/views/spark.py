@@ -60,7 +60,8 @@ def session(master: str = "local[*]") -> Any:
 def load_files(spark: Any, sources: Sequence[str | Path]) -> None:
     """Make the view ``resources`` (one VARIANT column, ``resource``) read NDJSON files and
     Bundles (or single resources) that ``sources`` name."""
-    ndjson, documents = fhir_inputs(sources)
+    inputs = fhir_inputs(sources)
+    ndjson, documents = inputs.ndjson, inputs.documents
     parts = []
     if ndjson:
         spark.read.text([str(p) for p in ndjson]).createOrReplaceTempView("fhir_admsc_lines")

@@ -11,6 +11,7 @@ the table queries on any SQL database.
 from __future__ import annotations
 
 import json
+import sys
 from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,6 +76,11 @@ def _view(name: str, resource: str, columns: list[dict[str, str]], **more: Any) 
     }
 
 
+def _subject() -> dict[str, str]:
+    """The participant a record is about: its subject, a Patient."""
+    return _column("patient", _reference("subject", "Patient"))
+
+
 def _keyed(resource: str) -> dict[str, str]:
     return _column("record", _identifier(resource))
 
@@ -110,7 +116,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "conditions",
             "Condition",
             [
-                _column("patient", _reference("subject", "Patient")),
+                _subject(),
                 _column("disc", _own_code("bodySite.first()"), "code"),
                 _column("symptom_months", _extension("symptom-duration", ".value"), "decimal"),
             ],
@@ -119,7 +125,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "encounters",
             "Encounter",
             [
-                _column("patient", _reference("subject", "Patient")),
+                _subject(),
                 _column("visit", _own_code("type.first()"), "code"),
                 _column("visit_date", "period.start", "dateTime"),
             ],
@@ -129,7 +135,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "Procedure",
             [
                 _keyed("Procedure"),
-                _column("patient", _reference("subject", "Patient")),
+                _subject(),
                 _column("code", _own_code("code"), "code"),
                 _column("performed", "performed.ofType(dateTime)", "dateTime"),
                 _column("disc", _own_code("bodySite.first()"), "code"),
@@ -157,7 +163,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "observations",
             "Observation",
             [
-                _column("patient", _reference("subject", "Patient")),
+                _subject(),
                 _column("encounter", _reference("encounter", "Encounter")),
                 _column("code", _own_code("code"), "code"),
                 _column("value_integer", "value.ofType(integer)", "integer"),
@@ -170,7 +176,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "medication_statements",
             "MedicationStatement",
             [
-                _column("patient", _reference("subject", "Patient")),
+                _subject(),
                 _column("encounter", _reference("context", "Encounter")),
                 _column("medication", "medication.ofType(CodeableConcept).text"),
                 _column(
@@ -194,7 +200,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "AdverseEvent",
             [
                 _keyed("AdverseEvent"),
-                _column("patient", _reference("subject", "Patient")),
+                _subject(),
                 _column("term", "event.text"),
                 _column("snomed", _code_in("event", term.SNOMED), "code"),
                 _column("onset", "date", "dateTime"),
@@ -213,7 +219,7 @@ def study_views() -> dict[str, dict[str, Any]]:
             "DiagnosticReport",
             [
                 _keyed("DiagnosticReport"),
-                _column("patient", _reference("subject", "Patient")),
+                _subject(),
                 _column("encounter", _reference("encounter", "Encounter")),
                 _column("study_date", "effective.ofType(dateTime)", "dateTime"),
                 _column("imaging_study", _reference("imagingStudy.first()", "ImagingStudy")),
@@ -499,13 +505,21 @@ def _typed(key: str, text: str | None) -> Any:
 def study_rows(tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]]) -> StudyRows:
     """The rows of the tables that the views and table queries gave."""
     found: dict[str, list[Any]] = {}
-    for name, (columns, rows) in tables.items():
+    for name in list(tables):
+        columns, rows = tables.pop(name)  # each table's tuples freed as its rows are made
         row = namedtuple(name, columns)  # type: ignore[misc]  # noqa: PYI024
-        if name in ("outcomes", "imaging_findings"):
-            key = "measure" if name == "outcomes" else "finding"
-            at = columns.index("value")
-            rows = [(*r[:at], _typed(r[columns.index(key)], r[at]), *r[at + 1 :]) for r in rows]
-        found[name] = [row(*r) for r in rows]
+        typed = columns.index("value") if name in ("outcomes", "imaging_findings") else -1
+        key = columns.index("measure" if name == "outcomes" else "finding") if typed >= 0 else 0
+        made = []
+        for r in rows:
+            # ids, visits and codes repeat in every row: one string each
+            cells = [
+                sys.intern(c) if isinstance(c, str) and i != typed else c for i, c in enumerate(r)
+            ]
+            if typed >= 0:
+                cells[typed] = _typed(cells[key], cells[typed])
+            made.append(row(*cells))
+        found[name] = made
     _check_required(found)
     for name, key in ROW_ORDER.items():  # the contract's order, as the reverse mappings give
         found[name].sort(key=key)

@@ -63,7 +63,7 @@ def test_the_demo_through_the_views_prints_the_papers_figures(studies: dict[str,
     assert "Average pain reduced by 50% or more                       5/9 (56%)" in text
 
 
-@pytest.mark.parametrize("source", ["demo-ndjson", "syn300-bundle"])
+@pytest.mark.parametrize("source", ["demo-ndjson", "syn9-bundle"])
 def test_the_html_report_is_the_same_every_figure(studies: dict[str, Path], source: str) -> None:
     assert report(studies[source], "duckdb", "html") == report(studies[source], "python", "html")
 
