@@ -131,11 +131,11 @@ def check_resources(path: Path, types: dict[str, set[Any]] | None = None, jobs: 
     told the resource types each file holds. NDJSON alone is checked by ``jobs`` processes, each
     reading every n-th line of every file."""
     files = fhir_files(path) if path.exists() else []
-    size = sum(f.stat().st_size for f in files) if files else 0
-    if jobs < 2 or not files or any(f.suffix != ".ndjson" for f in files):
-        jobs = 1
-    if size < SMALLEST_BYTES:
-        jobs = 1
+    if (
+        any(f.suffix != ".ndjson" for f in files)
+        or sum(f.stat().st_size for f in files) < SMALLEST_BYTES
+    ):
+        jobs = 1  # JSON documents are read whole, and a small input is quicker in one process
     shares = [(path, k, jobs) for k in range(jobs)] if jobs > 1 else [(path, 0, 0)]
     rank = {str(f): i for i, f in enumerate(files)}
 
