@@ -100,7 +100,7 @@ def analyse(
 
     mri = _mri(study, baseline, followup)
     subgroups: dict[str, dict[str, Any]] = {}
-    for name, members in _subgroups(study, baseline).items():
+    for name, members in mri_subgroups(study, baseline).items():
         group = {"participants": len(members)}
         for outcome in ("pain_reduced", "pain_50pct_responder"):
             tally = _Tally()
@@ -159,7 +159,7 @@ def _analgesic_reduced(
     return any(a < b for b, a in doses) and not any(a > b for b, a in doses)
 
 
-def _index_findings(study: Study, visit: str) -> dict[str, dict[str, Any]]:
+def index_findings(study: Study, visit: str) -> dict[str, dict[str, Any]]:
     """participant -> {finding: value} at the index disc on the MRI of ``visit``."""
     disc = {p.participant_id: p.disc_level for p in study.participants}
     reports = {r.report_id: r.participant_id for r in study.imaging_reports if r.visit == visit}
@@ -172,7 +172,7 @@ def _index_findings(study: Study, visit: str) -> dict[str, dict[str, Any]]:
 
 
 def _mri(study: Study, baseline: str, followup: str) -> dict[str, _Tally]:
-    before, after = _index_findings(study, baseline), _index_findings(study, followup)
+    before, after = index_findings(study, baseline), index_findings(study, followup)
     tallies = {
         "fissure_healed": _Tally(),
         "protrusion_reduced": _Tally(),
@@ -200,9 +200,9 @@ def _protrusion_reduced(before: dict[str, Any], after: dict[str, Any]) -> bool |
     return None if term.PROTRUSION not in after else False
 
 
-def _subgroups(study: Study, baseline: str) -> dict[str, list[str]]:
+def mri_subgroups(study: Study, baseline: str) -> dict[str, list[str]]:
     """Modic type 2 without annular fissure at the index disc at baseline, against all others."""
-    found = _index_findings(study, baseline)
+    found = index_findings(study, baseline)
     groups: dict[str, list[str]] = {"modic2_no_fissure": [], "others": []}
     for p in study.participants:
         f = found.get(p.participant_id, {})

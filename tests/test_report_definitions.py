@@ -395,7 +395,7 @@ def test_markdown_and_html(exported: Path, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["report", str(exported), "--format", "html", "-o", str(out)])
     assert result.exit_code == 0, result.output
     page = out.read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 5
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 7
     assert "Average pain fell in 7 of 9 participants" in page
     # self-contained: nothing to load from anywhere
     assert not any(marker in page for marker in ("<script", "<link", "<img", 'src="', "url(http"))
