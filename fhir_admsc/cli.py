@@ -710,6 +710,7 @@ def report(
     from fhir_admsc.pull import pull_study
     from fhir_admsc.report import analyse, render_json, render_markdown, render_text
     from fhir_admsc.views import duck
+    from fhir_admsc.views.engines import read_study
 
     from_environment = (
         click.get_current_context().get_parameter_source("base_url") == ParameterSource.ENVIRONMENT
@@ -740,7 +741,7 @@ def report(
             study = study_from_fhir(resources)  # type: ignore[arg-type]
         else:
             progress.status(f"reading the study tables through the views ({engine})")
-            study = _through_views(engine, source if resources is None else resources)
+            study = read_study(engine, source if resources is None else resources)
         progress.status(f"analysing {len(study.participants):,} participants")
         table = analyse(study, baseline, followup)
         if fmt == "html":
@@ -839,29 +840,6 @@ def views(output: Path) -> None:
     write_files(output, {name: text.encode() for name, text in files.items()})
     count = sum(name.endswith(".json") for name in files)
     _summary(f"wrote {count} ViewDefinitions and {len(files) - count} table queries to {output}")
-
-
-def _through_views(engine: str, data: Path | list[dict[str, Any]]) -> Any:
-    """The study tables of FHIR files (read by the engine) or of resources in memory, through
-    the study's views on ``engine``."""
-    from fhir_admsc.views import duck
-    from fhir_admsc.views import spark as on_spark
-    from fhir_admsc.views.study import study_rows
-
-    if engine == "spark":
-        spark = on_spark.session()
-        if isinstance(data, Path):
-            on_spark.load_files(spark, [data])
-        else:
-            on_spark.load_resources(spark, data)
-        return study_rows(on_spark.study_tables(spark))
-    connection = duck.connect()
-    relations: duck.Relations = {}
-    if isinstance(data, Path):
-        relations = duck.load_files(connection, [data])
-    else:
-        duck.load_resources(connection, data)
-    return study_rows(duck.study_tables(connection, relations))
 
 
 def study_folder_output(command):

@@ -13,6 +13,7 @@ from hypothesis import Phase, settings
 from fhir_admsc.cli import demo_folder
 from fhir_admsc.study import Study
 from fhir_admsc.tables import read_study
+from tests.builds import one_at_a_time
 
 DATA = Path(__file__).parent / "data"
 
@@ -32,6 +33,37 @@ settings.register_profile(
 settings.load_profile("fhir-admsc")
 
 
+# The suite runs on every core (pytest-xdist, --dist loadgroup): each test file is one group, so a
+# module's fixtures are made once, except that every test of a server or engine that is slow to
+# start joins that one's group, so that one worker starts it. (pytest 9 keeps a node's id where
+# xdist 3.8 cannot add the group to it: the test extra holds pytest below 9.)
+STARTED_ONCE = {"reference": "hl7-validator", "hapi_server": "hapi", "spark": "spark"}
+
+
+def _group(item: pytest.Item) -> str:
+    names = getattr(item, "fixturenames", ())
+    for fixture, group in STARTED_ONCE.items():
+        if fixture in names:
+            return group
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "hapi" in {
+        v for v in callspec.params.values() if isinstance(v, str)
+    }:
+        return "hapi"  # a test given a server's name asks for the server when it runs
+    return item.nodeid.split("::")[0]
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:  # before xdist reads the groups
+    item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long groups first (a worker takes the next group when it is free, in this order), so
+    that no long group starts last; within a group the files keep their order."""
+    first = list(STARTED_ONCE.values())
+    items.sort(key=lambda item: first.index(group) if (group := _group(item)) in first else 3)
+
+
 @pytest.fixture(autouse=True)
 def _no_fhir_admsc_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see FHIR_ADMSC_* settings of the machine they run on."""
@@ -48,12 +80,13 @@ def node_modules() -> Path:
     """The test suite's Node packages (tests/node/package-lock.json), installed once if missing."""
     installed = NODE / "node_modules" / ".package-lock.json"
     lock = NODE / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        subprocess.run(
-            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--silent"],
-            cwd=NODE,
-            check=True,
-        )
+    with one_at_a_time(NODE):
+        if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+            subprocess.run(
+                ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--silent"],
+                cwd=NODE,
+                check=True,
+            )
     return NODE / "node_modules"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.builds import one_at_a_time
 from tests.reference.harness import missing_tools
 
 NODE = Path(__file__).parent / "node"
@@ -161,6 +162,11 @@ def _hapi_jar() -> Path:
     missing = missing_tools("the HAPI FHIR test server tests")
     if missing:
         pytest.fail(missing, pytrace=False)
+    with one_at_a_time(HAPI):
+        return _built_hapi_jar()
+
+
+def _built_hapi_jar() -> Path:
     jar = HAPI / "target" / "hapi-server.jar"
     sources = [HAPI / "pom.xml", *(p for p in (HAPI / "src").rglob("*") if p.is_file())]
     if jar.exists() and all(p.stat().st_mtime <= jar.stat().st_mtime for p in sources):

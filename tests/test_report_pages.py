@@ -17,6 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from fhir_admsc.cli import cli
+from fhir_admsc.inputs import read_fhir
+from fhir_admsc.mappings import study_from_fhir
+from fhir_admsc.plots import render_html
+from fhir_admsc.report import analyse, render_json
+from fhir_admsc.views.engines import read_study
 
 # After the page has loaded: every <text> of every figure, as the four corners of its box on the
 # page (rotation included), written into the page for --dump-dom to print.
@@ -144,10 +149,10 @@ def test_overprinting_is_found() -> None:
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The html report of the demo, and of synthetic studies of 300 and 2,000 participants through
-    the views (DuckDB) and through the reverse mappings."""
+    """The outcome report (html and JSON) of the demo, and of synthetic studies of 300 and 2,000
+    participants through the views (DuckDB) and through the reverse mappings, each study read
+    once an engine as `report` reads it."""
     folder = tmp_path_factory.mktemp("pages")
-    found = {}
     assert run("export", "--demo", "--format", "ndjson", "-o", str(folder / "demo")).exit_code == 0
     sources = {"demo": folder / "demo"}
     for size in (300, 2000):
@@ -160,31 +165,38 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             run("export", str(study), "--format", "ndjson", "-o", f"{study}-ndjson").exit_code == 0
         )
         sources[str(size)] = Path(f"{study}-ndjson")
+    found = {}
     for name, source in sources.items():
         for engine in ("duckdb", "python") if name != "demo" else ("duckdb",):
-            page = folder / f"{name}-{engine}.html"
-            result = run(
-                "report", str(source), "--format", "html", "--engine", engine, "-q", "-o", str(page)
-            )
-            assert result.exit_code == 0, result.output
-            found[f"{name}-{engine}"] = page
+            if engine == "python":
+                study = study_from_fhir(read_fhir(source))
+            else:
+                study = read_study(engine, source)
+            table = analyse(study)
+            for suffix, text in (("html", render_html(table, study)), ("json", render_json(table))):
+                found[f"{name}-{engine}.{suffix}"] = folder / f"{name}-{engine}.{suffix}"
+                found[f"{name}-{engine}.{suffix}"].write_text(text, encoding="utf-8")
     return found
 
 
 @pytest.mark.parametrize("size", ["300", "2000"])
-def test_the_page_through_the_views_is_the_page_of_the_reverse_mappings(
+def test_the_report_through_the_views_is_the_report_of_the_reverse_mappings(
     pages: dict[str, Path], size: str
 ) -> None:
-    views, mappings = pages[f"{size}-duckdb"].read_bytes(), pages[f"{size}-python"].read_bytes()
-    assert f"{size} participants".encode() in views
-    assert views == mappings
+    """Every figure: the JSON report (every count and who is counted) and the html page (every
+    drawing), byte for byte."""
+    for suffix in ("json", "html"):
+        views = pages[f"{size}-duckdb.{suffix}"].read_bytes()
+        mappings = pages[f"{size}-python.{suffix}"].read_bytes()
+        assert views == mappings, suffix
+    assert json.loads(pages[f"{size}-duckdb.json"].read_bytes())["participants"] == int(size)
 
 
 @pytest.mark.parametrize("name", ["demo", "2000"])
 def test_no_two_labels_of_a_figure_overprint(
     pages: dict[str, Path], name: str, tmp_path: Path
 ) -> None:
-    figures = rendered(pages[f"{name}-duckdb"], tmp_path)
+    figures = rendered(pages[f"{name}-duckdb.html"], tmp_path)
     assert len(figures) == 7
     assert all(figure["title"] and figure["desc"] for figure in figures)
     assert sum(len(figure["labels"]) for figure in figures) > 100
@@ -192,16 +204,16 @@ def test_no_two_labels_of_a_figure_overprint(
 
 
 def test_small_studies_name_each_participant_and_large_ones_count(pages: dict[str, Path]) -> None:
-    demo = pages["demo-duckdb"].read_text(encoding="utf-8")
-    large = pages["2000-duckdb"].read_text(encoding="utf-8")
+    demo = pages["demo-duckdb.html"].read_text(encoding="utf-8")
+    large = pages["2000-duckdb.html"].read_text(encoding="utf-8")
     assert all(f">P0{i}<" in demo for i in range(1, 10))
     assert "interquartile range" in large and "interquartile range" not in demo
     assert re.search(r"n=1,9\d\d<", large)  # participants counted under the baseline visit
-    ids = (pages["2000-duckdb"].parent / "study2000" / "participants.csv").read_text().split()
+    ids = (pages["2000-duckdb.html"].parent / "study2000" / "participants.csv").read_text().split()
     assert not [line for line in ids[1:] if f">{line.split(',')[0]}<" in large]  # none named
 
 
 def test_the_pages_stay_small(pages: dict[str, Path]) -> None:
     sizes = {name: page.stat().st_size for name, page in pages.items()}
-    assert sizes["2000-duckdb"] < 2_000_000, sizes
-    assert sizes["demo-duckdb"] < 1_000_000, sizes
+    assert sizes["2000-duckdb.html"] < 2_000_000, sizes
+    assert sizes["demo-duckdb.html"] < 1_000_000, sizes

@@ -20,6 +20,7 @@ from typing import Any
 
 from fhir_admsc.conformance import load_resources, npm_package
 from fhir_admsc.views.study import view_files
+from tests.builds import one_at_a_time
 
 PROJECT = Path(__file__).parent
 JAR = PROJECT / "target" / "reference-validator.jar"
@@ -67,21 +68,26 @@ def build() -> Path:
     missing = missing_tools()
     if missing:
         raise ToolMissing(missing)
-    if not is_built():
-        done = subprocess.run(
-            ["mvn", "-q", "-B", "package"],
-            cwd=PROJECT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=BUILD_TIMEOUT,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"mvn -q -B package failed in {PROJECT} (exit {done.returncode}):\n"
-                f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-            )
+    with one_at_a_time(PROJECT):
+        if not is_built():
+            _build()
     return JAR
+
+
+def _build() -> None:
+    done = subprocess.run(
+        ["mvn", "-q", "-B", "package"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=BUILD_TIMEOUT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"mvn -q -B package failed in {PROJECT} (exit {done.returncode}):\n"
+            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        )
 
 
 def write_package(folder: Path) -> Path:
