@@ -380,6 +380,25 @@ def profiles_list() -> None:
         )
 
 
+def retry_options(command):
+    """--retries and --retry-wait, which the commands that read or write much on a server take."""
+    command = click.option(
+        "--retry-wait",
+        type=click.FloatRange(0),
+        default=RETRY_MAX_WAIT,
+        show_default=True,
+        help="The longest wait in seconds before a retry, Retry-After included.",
+    )(command)
+    return click.option(
+        "--retries",
+        type=click.IntRange(0, 100),
+        default=RETRY_ATTEMPTS - 1,
+        show_default=True,
+        help="Tries after the first of a request that failed for a reason that can pass "
+        "(429, 5xx, time-out, dropped connection).",
+    )(command)
+
+
 def server_options(command=None, *, required: bool = True):
     """The options every command that talks to a server takes (also read from FHIR_ADMSC_*)."""
     if command is None:
@@ -489,21 +508,7 @@ def server_options(command=None, *, required: bool = True):
     help="Continue an earlier run of the same push from its --report: skip what it says is done "
     "with the same content, send the rest.",
 )
-@click.option(
-    "--retries",
-    type=click.IntRange(0, 100),
-    default=RETRY_ATTEMPTS - 1,
-    show_default=True,
-    help="Tries after the first of a request that failed for a reason that can pass "
-    "(429, 5xx, time-out, dropped connection).",
-)
-@click.option(
-    "--retry-wait",
-    type=click.FloatRange(0),
-    default=RETRY_MAX_WAIT,
-    show_default=True,
-    help="The longest wait in seconds before a retry, Retry-After included.",
-)
+@retry_options
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
@@ -903,6 +908,90 @@ def template(output: Path, study_id: str, force: bool) -> None:
         f"wrote an empty study folder to {output} (study.json and {len(files) - 1} tables); "
         f"what goes in each file and column: {PAGE} in the fhir-admsc sources"
     )
+
+
+@cli.command("ehr-pull")
+@output_options
+@click.argument("study_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@server_options
+@click.option(
+    "--link",
+    "link_file",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="CSV of participant_id,patient_identifier (the hospital's system|value).",
+)
+@click.option(
+    "--visit-window",
+    "window_days",
+    type=click.IntRange(0, 365),
+    default=3,
+    show_default=True,
+    help="Days either side of a visit date within which a record belongs to that visit.",
+)
+@retry_options
+@study_folder_output
+def ehr_pull(
+    study_dir: Path,
+    link_file: Path,
+    window_days: int,
+    retries: int,
+    retry_wait: float,
+    output: Path,
+    force: bool,
+    **server: Any,
+) -> None:
+    """Pull linked participants' routine records from the hospital's FHIR server into a draft
+    study folder, with each value's provenance and a review list of what was not taken."""
+    from fhir_admsc.client import RetryPolicy
+    from fhir_admsc.esource.pull import pull_draft
+
+    progress = Progress("ehr-pull")
+    with progress:
+        draft = pull_draft(
+            study_dir,
+            link_file,
+            output,
+            window_days,
+            retry=RetryPolicy(attempts=retries + 1, max_wait=retry_wait),
+            force=force,
+            told=progress.status,
+            **server,
+        )
+    cells = len(draft.provenance)
+    _summary(
+        f"wrote the draft to {output}: {cells} values from the hospital's records "
+        f"(provenance.csv), {len(draft.review)} items to review (review.csv)"
+    )
+
+
+@cli.command("diff")
+@output_options
+@click.argument("study_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("draft_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Counts and differences as text, or every compared cell as JSON.",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here, not stdout.")
+def diff(study_dir: Path, draft_dir: Path, fmt: str, output: Path | None) -> None:
+    """Compare a study folder with a draft from ehr-pull, cell by cell: same, differs, only in
+    one. Exits 3 when the EHR says something the study does not (a different or an extra value)."""
+    from fhir_admsc.esource.diff import compare, differences, render_json, render_text
+
+    cells = compare(study_dir, draft_dir)
+    text = (render_json if fmt == "json" else render_text)(cells)
+    if output is None:
+        _to_stdout(text)
+    else:
+        write_atomic(output, text.encode())
+        _summary(f"wrote the {fmt} comparison to {output}")
+    if differences(cells):
+        sys.exit(ExitCode.CHANGES_PENDING)
 
 
 def main() -> None:

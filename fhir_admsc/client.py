@@ -116,6 +116,7 @@ class Capabilities:
     searchable: dict[str, frozenset[str]] = field(default_factory=dict)  # type -> parameters
     bulk_export: bool = False  # a system-level $export
     group_export: bool = False  # Group/[id]/$export
+    patient_everything: bool = False  # Patient/[id]/$everything
 
     @classmethod
     def from_statement(cls, statement: dict[str, Any]) -> Capabilities:
@@ -130,6 +131,7 @@ class Capabilities:
         }
         operations = {o.get("name") for o in rest.get("operation", [])}
         group = next((r for r in resources if r.get("type") == "Group"), {})
+        patient = next((r for r in resources if r.get("type") == "Patient"), {})
         return cls(
             str(statement.get("fhirVersion", "")),
             "transaction" in system,
@@ -138,6 +140,7 @@ class Capabilities:
             searchable,
             "export" in operations,
             "export" in {o.get("name") for o in group.get("operation", [])},
+            "everything" in {o.get("name") for o in patient.get("operation", [])},
         )
 
     def cannot_match_by_identifier(self, resource_types: set[str]) -> list[str]:
@@ -199,6 +202,8 @@ class FhirClient:
             }
         )
         self._capabilities: Capabilities | None = None
+        # eSource: a hospital's ids and identifiers stay out of messages and logs
+        self.private = False
 
     def url(self, path: str) -> str:
         """An absolute URL for ``path`` relative to the base (absolute URLs pass through)."""
@@ -320,6 +325,13 @@ class FhirClient:
         there)."""
         if not url.startswith(self.base_url):
             return url.split("?", 1)[0] + ("?..." if "?" in url or params else "")
+        if self.private:
+            path, _, query = url.partition("?")
+            steps = path[len(self.base_url) :].split("/")
+            kept = [s if i == 0 or s.startswith("$") else "[id]" for i, s in enumerate(steps)]
+            names = [*(params or {}), *(q.split("=", 1)[0] for q in query.split("&") if q)]
+            hidden = "&".join(f"{name}=[hidden]" for name in dict.fromkeys(names))
+            return self.base_url + "/".join(kept) + (f"?{hidden}" if hidden else "")
         if params:
             url += ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in params.items())
         return url

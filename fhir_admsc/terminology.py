@@ -284,6 +284,28 @@ ANALGESIC_CATEGORIES: dict[str, Concept] = {
     ]
 }
 
+# The analgesics a hospital's record may name, by RxNorm ingredient (RXCUI): the name a site types
+# (the international non-proprietary name) and the category. ehr-pull maps a medication record by
+# this table alone. Codes checked against published ingredient lists: OHDSI concept sets (class
+# Ingredient) and the CDC opioid conversion tables; ibuprofen, celecoxib and naproxen corroborated
+# by the HL7 PDDI-CDS value sets.
+ANALGESICS: dict[str, tuple[str, str]] = {
+    "161": ("paracetamol", PARACETAMOL),
+    "5640": ("ibuprofen", NSAID),
+    "140587": ("celecoxib", NSAID),
+    "7258": ("naproxen", NSAID),
+    "3355": ("diclofenac", NSAID),
+    "10689": ("tramadol", OPIOID),
+    "787390": ("tapentadol", OPIOID),
+    "7804": ("oxycodone", OPIOID),
+    "7052": ("morphine", OPIOID),
+    "2670": ("codeine", OPIOID),
+    "187832": ("pregabalin", NEUROPATHIC),
+    "25480": ("gabapentin", NEUROPATHIC),
+    "704": ("amitriptyline", NEUROPATHIC),
+    "72625": ("duloxetine", NEUROPATHIC),
+}
+
 # Study causality categories, paired with WHO-UMC terms where one has the same meaning.
 CERTAIN, PROBABLE, POSSIBLE = "certain", "probable", "possible"
 UNLIKELY, UNRELATED = "unlikely", "unrelated"
