@@ -929,12 +929,18 @@ def template(output: Path, study_id: str, force: bool) -> None:
     show_default=True,
     help="Days either side of a visit date within which a record belongs to that visit.",
 )
+@click.option(
+    "--group",
+    help="The hospital's Group of the linked patients: their records out of one Bulk Data "
+    "Group/ID/$export, not read patient by patient.",
+)
 @retry_options
 @study_folder_output
 def ehr_pull(
     study_dir: Path,
     link_file: Path,
     window_days: int,
+    group: str | None,
     retries: int,
     retry_wait: float,
     output: Path,
@@ -954,6 +960,7 @@ def ehr_pull(
             output,
             window_days,
             retry=RetryPolicy(attempts=retries + 1, max_wait=retry_wait),
+            group=group,
             force=force,
             told=progress.status,
             **server,

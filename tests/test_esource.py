@@ -39,7 +39,8 @@ def hospital(tmp_path_factory: pytest.TempPathFactory, demo_study: Study) -> Ite
     """sekmet-fhir as the hospital: it declares Patient/$everything, which leaves AdverseEvents
     out, and it answers a search by a parameter it does not support with every record."""
     with running_sekmet(tmp_path_factory.mktemp("hospital")) as server:
-        seeded(server, hospital_records(demo_study))
+        records = hospital_records(demo_study)
+        seeded(server, [*records, cohort(records, demo_study)])
         yield server
 
 
@@ -288,3 +289,34 @@ def test_faults_end_in_the_same_draft_or_in_none(
         if path.name == "provenance.csv":
             expected = expected.replace(hospital.base_url, proxy.base_url)
         assert (tmp_path / "draft" / path.name).read_text(encoding="utf-8") == expected, path.name
+
+
+def cohort(records: list[dict[str, Any]], study: Study) -> dict[str, Any]:
+    """The hospital's Group of the study's patients (found by their MRNs)."""
+    mrns = {mrn(i) for i in range(len(study.participants))}
+    return {
+        "resourceType": "Group",
+        "id": "HG1",
+        "type": "person",
+        "actual": True,
+        "member": [
+            {"entity": {"reference": f"Patient/{r['id']}"}}
+            for r in records
+            if r["resourceType"] == "Patient" and r["identifier"][0]["value"] in mrns
+        ],
+    }
+
+
+def test_a_group_export_gives_the_draft_the_searches_give(
+    hospital: FhirServer, link: Path, tmp_path: Path
+) -> None:
+    pulled(hospital, link, tmp_path / "searched")
+    result = run("ehr-pull", str(demo_folder()), "--server", hospital.base_url, "--link",
+                 str(link), "--group", "HG1", "-o", str(tmp_path / "exported"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    searched = sorted(p.name for p in (tmp_path / "searched").iterdir())
+    assert searched == sorted(p.name for p in (tmp_path / "exported").iterdir())
+    for name in searched:
+        assert (tmp_path / "exported" / name).read_bytes() == (
+            tmp_path / "searched" / name
+        ).read_bytes(), name

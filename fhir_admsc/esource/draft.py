@@ -198,7 +198,11 @@ def draft_study(study: Study, records: Iterable[Records], server: str, window_da
             draft.refer(r.participant_id, "", "", "Patient", r.problem)
             continue
         _participant(draft, r)
-        by_id = {(x["resourceType"], x.get("id")): x for x in r.resources}
+        # in one order whatever order the server answered in: the same records, the same draft
+        ordered = sorted(
+            r.resources, key=lambda x: (x["resourceType"], _when(x) or "", str(x.get("id", "")))
+        )
+        by_id = {(x["resourceType"], x.get("id")): x for x in ordered}
         used: set[tuple[str, str | None]] = set()
         _imaging(draft, r.participant_id, by_id, windows, used)
         _outcomes(draft, r.participant_id, by_id, windows, used)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..bulk import BulkExport
 from ..client import Capabilities, FhirClient, RejectedError
 from .link import Link
 
@@ -21,6 +22,9 @@ RECORD_TYPES = {
     "DiagnosticReport": "patient",
     "ImagingStudy": "patient",
     "AdverseEvent": "subject",
+    # R4 has no code marking a Condition as an adverse event: each goes to review, for a person
+    # to decide
+    "Condition": "patient",
 }
 
 
@@ -45,8 +49,7 @@ def fetch_records(
     problem of that participant, not an error of the pull."""
     patients = list(client.search("Patient", {"identifier": link.token}))
     if len(patients) != 1:
-        found = "no patient" if not patients else f"{len(patients)} patients"
-        return Records(link.participant_id, problem=f"the link matches {found} at the hospital")
+        return Records(link.participant_id, problem=_not_one(patients, "at the hospital"))
     patient = patients[0]
     found: list[dict[str, Any]] = []
     if capabilities.patient_everything:
@@ -54,6 +57,62 @@ def fetch_records(
         found = [r for r in everything if r.get("resourceType") in RECORD_TYPES]
     # A server's $everything may leave types out (R4 lets it): those are searched for as well.
     held = {r["resourceType"] for r in found}
+    found += _searched(client, capabilities, patient, held, progress)
+    return Records(link.participant_id, patient, _about(patient, found))
+
+
+def fetch_group(
+    client: FhirClient,
+    capabilities: Capabilities,
+    links: list[Link],
+    group: str,
+    **export: Any,
+) -> list[Records]:
+    """The records of every linked participant out of one Bulk Data export of ``group`` (the
+    hospital's Group of these patients); ``export`` goes to ``BulkExport`` (polling, time-out)."""
+    with BulkExport(client, ["Patient", *RECORD_TYPES], group=group, **export) as job:
+        manifest = job.manifest()
+        job.check_errors(manifest)
+        delivered = {file.type for file in manifest.output}
+        exported = [
+            r for file in manifest.output for part in job.resources(file, manifest) for r in part
+        ]
+    patients = [r for r in exported if r.get("resourceType") == "Patient"]
+    records = []
+    for link in links:
+        matching = [
+            p
+            for p in patients
+            if any(
+                i.get("system") == link.system and i.get("value") == link.value
+                for i in p.get("identifier", [])
+            )
+        ]
+        if len(matching) != 1:
+            records.append(Records(link.participant_id, problem=_not_one(matching, "in the group")))
+            continue
+        found = [r for r in exported if r.get("resourceType") in RECORD_TYPES]
+        # a type the export has no file of (sekmet leaves AdverseEvent out) is searched for
+        found += _searched(client, capabilities, matching[0], delivered, None)
+        records.append(Records(link.participant_id, matching[0], _about(matching[0], found)))
+    return records
+
+
+def _not_one(patients: list[dict[str, Any]], where: str) -> str:
+    return (
+        f"the link matches {'no patient' if not patients else f'{len(patients)} patients'} {where}"
+    )
+
+
+def _searched(
+    client: FhirClient,
+    capabilities: Capabilities,
+    patient: dict[str, Any],
+    held: set[str],
+    progress: Callable[[int], None] | None,
+) -> list[dict[str, Any]]:
+    """The records of the types not in ``held``, searched for type by type."""
+    found: list[dict[str, Any]] = []
     for resource_type, parameter in RECORD_TYPES.items():
         if resource_type in held:
             continue
@@ -64,15 +123,20 @@ def fetch_records(
             if resource_type in capabilities.searchable:
                 raise
             # the server declares no search of this type and refused one: it holds none
-    # Kept only when about this patient: a server may ignore a search parameter it does not
-    # support and answer with every record of the type.
+    return found
+
+
+def _about(patient: dict[str, Any], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records about ``patient``, once each: a server may ignore a search parameter it does
+    not support and answer with every record of the type."""
     mine = f"Patient/{patient['id']}"
     unique = {
         (r["resourceType"], r.get("id")): r
         for r in found
-        if _reference(r.get("subject") or r.get("patient")).endswith(mine)
+        if (ref := _reference(r.get("subject") or r.get("patient"))) == mine
+        or ref.endswith(f"/{mine}")
     }
-    return Records(link.participant_id, patient, list(unique.values()))
+    return list(unique.values())
 
 
 def _reference(value: object) -> str:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from ..auth import connect
 from ..client import RetryPolicy
+from ..errors import ConfigurationError
 from ..output import refuse_non_empty_folder, write_files
 from ..study import STUDY_FILE, TABLES
 from ..tables import read_study, study_info_json
 from .draft import COLUMNS, PROVENANCE, REVIEW, Draft, draft_study
-from .hospital import fetch_records
+from .hospital import fetch_group, fetch_records
 from .link import read_links
 
 PROVENANCE_FILE, REVIEW_FILE = "provenance.csv", "review.csv"
@@ -35,12 +36,14 @@ def pull_draft(
     window_days: int,
     *,
     retry: RetryPolicy | None = None,
+    group: str | None = None,
     force: bool = False,
     told: Callable[[str], None] | None = None,
     **server: object,
 ) -> Draft:
-    """Read the study and its links, pull each linked participant's records and write the draft
-    folder ``output`` (study.json, the tables, provenance.csv, review.csv)."""
+    """Read the study and its links, pull each linked participant's records (one by one, or out
+    of a Bulk Data export of the hospital's ``group`` of them) and write the draft folder
+    ``output`` (study.json, the tables, provenance.csv, review.csv)."""
     refuse_non_empty_folder(output, force)
     study = read_study(study_dir)
     links = read_links(link_file, {p.participant_id for p in study.participants})
@@ -50,7 +53,16 @@ def pull_draft(
         client.retry = retry
     capabilities = client.capabilities()
     records = []
-    for link in links:
+    if group is not None:
+        if not capabilities.group_export:
+            raise ConfigurationError(
+                "the server's CapabilityStatement declares no Group/[id]/$export: "
+                "leave out `group` to read each participant's records"
+            )
+        if told is not None:
+            told(f"exporting the records of group {group}")
+        records = fetch_group(client, capabilities, links, group, notify=told)
+    for link in links if group is None else []:
         if told is not None:
             told(f"reading the records of {link.participant_id}")
         records.append(fetch_records(client, capabilities, link))
