@@ -1,9 +1,13 @@
-"""Helpers to edit CSV tables of a scratch study folder."""
+"""Helpers of the tests: edit CSV tables of a scratch study folder, make synthetic exports."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+
+from click.testing import CliRunner
+
+from fhir_admsc.cli import cli
 
 
 def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -67,3 +71,19 @@ def table_differences(expected, actual) -> dict[str, tuple[list, list]]:
         if missing or extra or len(want) != len(got):
             differences[attribute] = (missing, extra)
     return differences
+
+
+def synthetic_export(folder: Path, size: int, seed: int) -> Path:
+    """A synthetic study of ``size`` participants written to ``folder``/study<size>, exported as
+    an NDJSON folder beside it (returned)."""
+    study = folder / f"study{size}"
+    runner = CliRunner()
+    made = runner.invoke(
+        cli, ["synth", "--participants", str(size), "--seed", str(seed), "-o", str(study)]
+    )
+    assert made.exit_code == 0, made.output
+    exported = runner.invoke(
+        cli, ["export", str(study), "--format", "ndjson", "-o", f"{study}-ndjson"]
+    )
+    assert exported.exit_code == 0, exported.output
+    return Path(f"{study}-ndjson")

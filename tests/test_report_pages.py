@@ -22,6 +22,7 @@ from fhir_admsc.mappings import study_from_fhir
 from fhir_admsc.plots import render_html
 from fhir_admsc.report import analyse, render_json
 from fhir_admsc.views.engines import read_study
+from tests.helpers import synthetic_export
 
 # After the page has loaded: every <text> of every figure, as the four corners of its box on the
 # page (rotation included), written into the page for --dump-dom to print.
@@ -156,15 +157,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert run("export", "--demo", "--format", "ndjson", "-o", str(folder / "demo")).exit_code == 0
     sources = {"demo": folder / "demo"}
     for size in (300, 2000):
-        study = folder / f"study{size}"
-        assert (
-            run("synth", "--participants", str(size), "--seed", "4", "-o", str(study)).exit_code
-            == 0
-        )
-        assert (
-            run("export", str(study), "--format", "ndjson", "-o", f"{study}-ndjson").exit_code == 0
-        )
-        sources[str(size)] = Path(f"{study}-ndjson")
+        sources[str(size)] = synthetic_export(folder, size, seed=4)
     found = {}
     for name, source in sources.items():
         for engine in ("duckdb", "python") if name != "demo" else ("duckdb",):

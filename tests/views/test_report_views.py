@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from fhir_admsc.cli import cli
+from tests.helpers import synthetic_export
 
 
 def run(*args: str):
@@ -25,17 +26,10 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert run("export", "--demo", "--format", "ndjson", "-o", str(folder / "demo")).exit_code == 0
     found |= {"demo-bundle": folder / "demo.json", "demo-ndjson": folder / "demo"}
     for size in (9, 300):
-        study = folder / f"syn{size}"
-        assert (
-            run("synth", "--participants", str(size), "--seed", "5", "-o", str(study)).exit_code
-            == 0
-        )
-        assert (
-            run("export", str(study), "--format", "ndjson", "-o", f"{study}-ndjson").exit_code == 0
-        )
-        assert run("export", str(study), "-o", f"{study}.json").exit_code == 0
-        found[f"syn{size}-ndjson"] = Path(f"{study}-ndjson")
-        found[f"syn{size}-bundle"] = Path(f"{study}.json")
+        found[f"syn{size}-ndjson"] = synthetic_export(folder, size, seed=5)
+        bundle = folder / f"syn{size}.json"
+        assert run("export", str(folder / f"study{size}"), "-o", str(bundle)).exit_code == 0
+        found[f"syn{size}-bundle"] = bundle
     return found
 
 
