@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -38,7 +40,14 @@ def seeded(server: FhirServer, resources: list[dict[str, Any]]) -> None:
 def hospital(tmp_path_factory: pytest.TempPathFactory, demo_study: Study) -> Iterator[FhirServer]:
     """sekmet-fhir as the hospital: it declares Patient/$everything, which leaves AdverseEvents
     out, and it answers a search by a parameter it does not support with every record."""
-    with running_sekmet(tmp_path_factory.mktemp("hospital")) as server:
+    folder = tmp_path_factory.mktemp("hospital")
+    with running_sekmet(folder) as server:
+        # the hospital's own patients and admissions first, as sekmet's seed makes them
+        made = subprocess.run(
+            [sys.executable, "-m", "sekmet.cli", "seed", "--count", "3", "--config", "settings.yaml"],
+            cwd=folder, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
         records = hospital_records(demo_study)
         seeded(server, [*records, cohort(records, demo_study)])
         yield server
