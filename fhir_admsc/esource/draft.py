@@ -49,6 +49,9 @@ RECORD_FILES = {
     "DiagnosticReport": "imaging_reports.csv",
     "AdverseEvent": "adverse_events.csv",
 }
+# Cells the draft fills itself (the keys it files a value under, the report ids it makes up):
+# no provenance line.
+OWN_COLUMNS = {"participant_id", "visit", "measure", "finding", "report_id"}
 PROVENANCE = ["file", "row", "column", "server", "resource", "version_id", "last_updated"]
 REVIEW = ["participant_id", "file", "column", "record", "reason"]
 
@@ -71,7 +74,7 @@ class Draft:
         self.tables[file].append(cells)
         meta = source.get("meta", {})
         for column, value in cells.items():
-            if value and column not in ("participant_id", "visit", "measure", "finding"):
+            if value and column not in OWN_COLUMNS:
                 self.provenance.append(
                     {
                         "file": file,
