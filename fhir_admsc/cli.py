@@ -179,6 +179,15 @@ def _poll_notice(progress: Progress):
     return lambda message: click.echo(message, err=True)
 
 
+def _text_out(text: str, output: Path | None, what: str) -> None:
+    """``text`` on stdout, or written atomically to ``output`` and said so."""
+    if output is None:
+        _to_stdout(text)
+    else:
+        write_atomic(output, text.encode())
+        _summary(f"wrote the {what} to {output}")
+
+
 def _summary(text: str) -> None:
     """A command's closing summary on stderr, unless --quiet."""
     if not click.get_current_context().meta.get("fhir_admsc.quiet"):
@@ -755,11 +764,7 @@ def report(
         else:
             render = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt]
             text = render(table)
-    if output is None:
-        _to_stdout(text)
-    else:
-        write_atomic(output, text.encode())
-        _summary(f"wrote the {fmt} report to {output}")
+    _text_out(text, output, f"{fmt} report")
 
 
 @cli.command()
@@ -992,11 +997,7 @@ def diff(study_dir: Path, draft_dir: Path, fmt: str, output: Path | None) -> Non
 
     cells = compare(study_dir, draft_dir)
     text = (render_json if fmt == "json" else render_text)(cells)
-    if output is None:
-        _to_stdout(text)
-    else:
-        write_atomic(output, text.encode())
-        _summary(f"wrote the {fmt} comparison to {output}")
+    _text_out(text, output, f"{fmt} comparison")
     if differences(cells):
         sys.exit(ExitCode.CHANGES_PENDING)
 

@@ -489,7 +489,7 @@ def write_template(
     its study files are replaced). The names of the files written."""
     folder = Path(folder)
     contents = {STUDY_FILE: study_info_json(template_info(study_id)).encode()}
-    contents |= {table.file: CsvText(table).value().encode() for table in TABLES}
+    contents |= {table.file: CsvText(table.columns).value().encode() for table in TABLES}
     refuse_non_empty_folder(folder, force)
     write_files(folder, contents)
     return list(contents)

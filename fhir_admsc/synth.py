@@ -126,7 +126,7 @@ def write_synthetic_study(
     folder = Path(folder)
     refuse_non_empty_folder(folder, force)
     synthesis = _Synthesis(participants, seed, study_id)
-    texts = {table.attribute: CsvText(table) for table in TABLES}
+    texts = {table.attribute: CsvText(table.columns) for table in TABLES}
     for done, rows in enumerate(synthesis.participants(), start=1):
         for attribute, table_rows in rows.items():
             text = texts[attribute]

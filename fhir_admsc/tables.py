@@ -705,10 +705,11 @@ def study_info_json(info: StudyInfo) -> str:
 
 
 class CsvText:
-    """One table's CSV text, built row by row: the header, then cells in contract order."""
+    """One table's CSV text, built row by row: the header, then cells in the order of
+    ``columns`` (a table's columns in contract order)."""
 
-    def __init__(self, table: Table) -> None:
-        self.columns = table.columns
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
         self.rows = 0
         self._out = io.StringIO()
         self._plain = csv.writer(self._out, lineterminator="\n")
@@ -727,7 +728,7 @@ class CsvText:
 
 def table_csv(table: Table, rows: Iterable[BaseModel]) -> str:
     """One table as CSV text, columns in contract order."""
-    text = CsvText(table)
+    text = CsvText(table.columns)
     for row in rows:
         text.add([cell_text(getattr(row, column)) for column in table.columns])
     return text.value()

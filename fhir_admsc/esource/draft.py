@@ -17,7 +17,9 @@ from typing import Any
 from .. import terminology as term
 from ..mappings.context import code_in, date_part, key_for, own_code
 from ..mappings.observations import read_value
-from ..study import TABLES, Study
+from ..resources import key as resource_key
+from ..resources import reference_key
+from ..study import TABLES, Study, cell_text
 from .hospital import Records
 
 COLUMNS = {table.file: table.columns for table in TABLES}
@@ -70,7 +72,7 @@ class Draft:
 
     def add(self, file: str, row: dict[str, Any], source: dict[str, Any]) -> None:
         """A row of ``file`` whose filled cells all come from ``source``."""
-        cells = {c: "" if row.get(c) is None else _text(row[c]) for c in COLUMNS[file]}
+        cells = {c: cell_text(row.get(c)) for c in COLUMNS[file]}
         self.tables[file].append(cells)
         meta = source.get("meta", {})
         for column, value in cells.items():
@@ -97,14 +99,6 @@ class Draft:
                 "reason": reason,
             }
         )
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def describe(resource: dict[str, Any]) -> str:
@@ -205,8 +199,8 @@ def draft_study(study: Study, records: Iterable[Records], server: str, window_da
         ordered = sorted(
             r.resources, key=lambda x: (x["resourceType"], _when(x) or "", str(x.get("id", "")))
         )
-        by_id = {(x["resourceType"], x.get("id")): x for x in ordered}
-        used: set[tuple[str, str | None]] = set()
+        by_id = {resource_key(x): x for x in ordered}
+        used: set[str] = set()
         _imaging(draft, r.participant_id, by_id, windows, used)
         _outcomes(draft, r.participant_id, by_id, windows, used)
         _procedures(draft, r.participant_id, by_id, used)
@@ -261,19 +255,16 @@ def _value(measure: term.Measure, resource: dict[str, Any]) -> tuple[Any, str | 
     return value, None
 
 
-def _observations(
-    by_id: dict[tuple[str, str | None], dict[str, Any]], used: set
-) -> Iterable[tuple[tuple[str, str | None], dict[str, Any]]]:
-    for key, resource in by_id.items():
-        if key[0] == "Observation" and key not in used:
-            yield key, resource
-
-
 def _outcomes(draft: Draft, pid: str, by_id: dict, windows: Windows, used: set) -> None:
     """outcomes.csv from Observations coded as a study measure; two different values of one
     measure in one visit window are both referred, neither taken."""
     found: dict[tuple[str, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
-    for key, o in list(_observations(by_id, used)):
+    observations = [
+        (key, o)
+        for key, o in by_id.items()
+        if o["resourceType"] == "Observation" and key not in used
+    ]
+    for key, o in observations:
         measure_key, why = match_concept(o.get("code"), _OUTCOME_CONCEPTS)
         if measure_key is None and why.startswith("no rule"):
             continue  # perhaps a finding, or nothing of the study: referred at the end
@@ -313,17 +304,19 @@ _FINDING_CONCEPTS = {key: m.concept for key, m in term.IMAGING_FINDINGS.items()}
 _MRI = {"lumbar-mri": term.LUMBAR_MRI}
 
 
-def _reference_key(reference: dict[str, Any] | None) -> tuple[str, str] | None:
-    """("Type", "id") of a relative reference."""
-    parts = ((reference or {}).get("reference") or "").split("/")
-    return (parts[-2], parts[-1]) if len(parts) >= 2 else None
+def _referenced(reference: dict[str, Any] | None) -> str:
+    """``Type/id`` of the resource a Reference names ("" for none)."""
+    return reference_key((reference or {}).get("reference") or "")
 
 
 def _imaging(draft: Draft, pid: str, by_id: dict, windows: Windows, used: set) -> None:
     """imaging_reports.csv from DiagnosticReports of a lumbar MRI, imaging_findings.csv from
     their result Observations coded as a study finding at a lumbar disc."""
     for key, report in list(by_id.items()):
-        if key[0] != "DiagnosticReport" or match_concept(report.get("code"), _MRI)[0] is None:
+        if (
+            report["resourceType"] != "DiagnosticReport"
+            or match_concept(report.get("code"), _MRI)[0] is None
+        ):
             continue
         used.add(key)
         visit, why = windows.visit(pid, _when(report))
@@ -347,19 +340,19 @@ def _imaging(draft: Draft, pid: str, by_id: dict, windows: Windows, used: set) -
             report,
         )
         for reference in report.get("result", []):
-            _finding(draft, pid, report_id, by_id, _reference_key(reference), used)
+            _finding(draft, pid, report_id, by_id, _referenced(reference), used)
 
 
 def _study_uid(report: dict[str, Any], by_id: dict) -> str | None:
     for reference in report.get("imagingStudy", []):
-        study = by_id.get(_reference_key(reference) or ("", ""))
+        study = by_id.get(_referenced(reference))
         for identifier in (study or {}).get("identifier", []):
             if identifier.get("system") == term.DICOM_UID:
                 return identifier.get("value", "").removeprefix("urn:oid:") or None
     return None
 
 
-def _finding(draft: Draft, pid: str, report_id: str, by_id: dict, key: Any, used: set) -> None:
+def _finding(draft: Draft, pid: str, report_id: str, by_id: dict, key: str, used: set) -> None:
     o = by_id.get(key)
     if o is None:
         draft.refer(
@@ -392,7 +385,7 @@ def _procedures(draft: Draft, pid: str, by_id: dict, used: set) -> None:
     injections numbered in date order."""
     found: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for key, p in list(by_id.items()):
-        if key[0] != "Procedure":
+        if p["resourceType"] != "Procedure":
             continue
         kind, _ = match_concept(p.get("code"), term.PROCEDURES)
         if kind is None:
@@ -445,7 +438,11 @@ def _daily_dose(statement: dict[str, Any]) -> tuple[float | None, str | None]:
 def _medications(draft: Draft, pid: str, by_id: dict, windows: Windows, used: set) -> None:
     """medications.csv from MedicationStatements and MedicationRequests of a listed analgesic."""
     for key, m in list(by_id.items()):
-        if key[0] not in ("MedicationStatement", "MedicationRequest", "MedicationDispense"):
+        if m["resourceType"] not in (
+            "MedicationStatement",
+            "MedicationRequest",
+            "MedicationDispense",
+        ):
             continue
         rxnorm = next(
             (
@@ -459,7 +456,9 @@ def _medications(draft: Draft, pid: str, by_id: dict, windows: Windows, used: se
             continue
         used.add(key)
         # a dispense handed over in the window says the drug was being taken then
-        statuses = DISPENSE_STATUS if key[0] == "MedicationDispense" else MEDICATION_STATUS
+        statuses = (
+            DISPENSE_STATUS if m["resourceType"] == "MedicationDispense" else MEDICATION_STATUS
+        )
         status = statuses.get(m.get("status", ""))
         visit, why = windows.visit(pid, _when(m))
         if why is None and status is None:
@@ -493,7 +492,7 @@ def _adverse_events(draft: Draft, pid: str, by_id: dict, used: set) -> None:
     """adverse_events.csv from AdverseEvents that happened (R4's own severity, seriousness and
     outcome codes; causality as the study's categories or the WHO-UMC terms paired with them)."""
     for key, e in list(by_id.items()):
-        if key[0] != "AdverseEvent" or e.get("actuality", "actual") != "actual":
+        if e["resourceType"] != "AdverseEvent" or e.get("actuality", "actual") != "actual":
             continue
         used.add(key)
         event = e.get("event") or {}

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..bulk import BulkExport
 from ..client import Capabilities, FhirClient, RejectedError
+from ..resources import key, reference_key
 from .link import Link
 
 # The resource types that can fill study tables, and the search parameter naming the patient.
@@ -129,15 +130,11 @@ def _searched(
 def _about(patient: dict[str, Any], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records about ``patient``, once each: a server may ignore a search parameter it does
     not support and answer with every record of the type."""
-    mine = f"Patient/{patient['id']}"
-    unique = {
-        (r["resourceType"], r.get("id")): r
-        for r in found
-        if (ref := _reference(r.get("subject") or r.get("patient"))) == mine
-        or ref.endswith(f"/{mine}")
-    }
+    mine = key(patient)
+    unique = {key(r): r for r in found if reference_key(_subject(r)) == mine}
     return list(unique.values())
 
 
-def _reference(value: object) -> str:
-    return str(value.get("reference", "")) if isinstance(value, dict) else ""
+def _subject(record: dict[str, Any]) -> str:
+    value = record.get("subject") or record.get("patient")
+    return str(value.get("reference") or "") if isinstance(value, dict) else ""

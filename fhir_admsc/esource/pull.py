@@ -3,8 +3,6 @@ written as a draft study folder with its provenance and review tables, all at on
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from ..client import RetryPolicy
 from ..errors import ConfigurationError
 from ..output import refuse_non_empty_folder, write_files
 from ..study import STUDY_FILE, TABLES
-from ..tables import read_study, study_info_json
+from ..tables import CsvText, read_study, study_info_json
 from .draft import COLUMNS, PROVENANCE, REVIEW, Draft, draft_study
 from .hospital import fetch_group, fetch_records
 from .link import read_links
@@ -22,11 +20,10 @@ PROVENANCE_FILE, REVIEW_FILE = "provenance.csv", "review.csv"
 
 
 def _csv(columns: list[str], rows: list[dict[str, str]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
+    text = CsvText(columns)
+    for row in rows:
+        text.add([row[column] for column in columns])
+    return text.value().encode()
 
 
 def pull_draft(
